@@ -1,0 +1,39 @@
+# Everything a fresh machine needs is installed by these targets; nothing is assumed by hand.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.install-stamp
+DATA    ?= data
+
+.PHONY: install clickhouse test demo bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+# Debian's clickhouse-server for the test fixture (installs with apt-get when root).
+clickhouse:
+	bash scripts/ensure-clickhouse.sh
+
+test: install clickhouse
+	$(BIN)/python -m pytest
+
+demo: install
+	$(BIN)/python fixtures/make_demo.py --data-root $(DATA)
+	$(BIN)/lakeslice export --alerts $(DATA)/demo_alerts.parquet --interval 1m \
+	  --window pre52_post200 --run-id demo --data-root $(DATA) --overwrite
+	$(BIN)/lakeslice show $(DATA)/lake/runs/run_id=demo
+
+bench: install clickhouse
+	$(BIN)/python -m benchmarks.run
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) $(DATA) .pytest_cache .ruff_cache .hypothesis

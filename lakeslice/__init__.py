@@ -1,0 +1,2 @@
+"""lakeslice."""
+__version__ = "0.1.0"

@@ -1,0 +1,205 @@
+"""Read and normalize alerts (SPEC §2): ``alert_id``, ``mint``, ``ts_ms``, sorted by alert_id."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import polars as pl
+
+from .spec import InputError
+
+__all__ = ["read_alerts", "normalize_alerts", "ALERT_SCHEMA"]
+
+ALERT_SCHEMA = {"alert_id": pl.String, "mint": pl.String, "ts_ms": pl.Int64}
+
+_MINT_COLUMNS = ("mint", "token_address")
+_TIME_COLUMNS = ("ts_ms", "ts", "timestamp")
+_ID_COLUMNS = ("alert_id", "id")
+# Below this a number is epoch seconds, at or above it epoch milliseconds (SPEC §2).
+_SECONDS_LIMIT = 1e12
+_DATETIME_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.f%#z",
+    "%Y-%m-%d %H:%M:%S%.f%#z",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M%#z",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
+)
+
+
+def read_alerts(path: str | Path) -> pl.DataFrame:
+    """Read an alerts file (``.parquet`` / ``.csv``) and normalize it.
+
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "a.csv")
+    >>> _ = open(p, "w").write("mint,ts\\nabc,2024-01-01T00:00:30Z\\n")
+    >>> read_alerts(p)["ts_ms"].to_list()
+    [1704067230000]
+    """
+    path = Path(path)
+    name = str(path)
+    if not path.exists():
+        raise InputError(f"{name}: alerts file not found")
+    if not path.is_file():
+        raise InputError(f"{name}: alerts path is not a file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            frame = pl.read_parquet(path)
+        elif suffix in (".csv", ".tsv"):
+            # Everything as text: a mint like "0123" must not become a number.
+            frame = pl.read_csv(
+                path, infer_schema=False, separator="\t" if suffix == ".tsv" else ","
+            )
+        else:
+            raise InputError(f"{name}: unknown alerts file extension {suffix!r} (use .parquet or .csv)")
+    except InputError:
+        raise
+    except pl.exceptions.NoDataError as exc:
+        raise InputError(f"{name}: alerts file is empty") from exc
+    except Exception as exc:  # corrupt file: name it, keep one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{name}: cannot read alerts ({first[:200]})") from exc
+    return normalize_alerts(frame, name=name)
+
+
+def normalize_alerts(frame: pl.DataFrame, *, name: str = "alerts") -> pl.DataFrame:
+    """Normalize an alerts frame: aliases, time parsing, derived ids, validation.
+
+    >>> normalize_alerts(pl.DataFrame({"mint": ["m"], "ts_ms": [1_000]})).columns
+    ['alert_id', 'mint', 'ts_ms']
+    """
+    if frame.height == 0:
+        raise InputError(f"{name}: alerts file has no rows")
+    mint_col = _pick(frame, _MINT_COLUMNS, name, required=True)
+    time_col = _pick(frame, _TIME_COLUMNS, name, required=True)
+    id_col = _pick(frame, _ID_COLUMNS, name, required=False)
+
+    mint = _mints(frame, mint_col, name)
+    ts_ms = _times(frame, time_col, name)
+    out = pl.DataFrame({"mint": mint, "ts_ms": ts_ms})
+    if id_col is None:
+        ids = derive_alert_ids(out["mint"], out["ts_ms"])
+        origin = "derived from mint|ts_ms"
+    else:
+        ids = _ids(frame, id_col, name)
+        origin = f"column {id_col!r}"
+    out = out.with_columns(alert_id=ids).select(list(ALERT_SCHEMA))
+    _refuse_duplicate_ids(out, name, origin)
+    return out.sort("alert_id")
+
+
+def derive_alert_ids(mint: pl.Series, ts_ms: pl.Series) -> pl.Series:
+    """First 16 hex chars of SHA-256 over ``"{mint}|{ts_ms}"``: stable across runs.
+
+    Alerts are small (thousands), so one hashlib call per alert is fine; Polars has no SHA-256.
+    """
+    keys = (mint + "|" + ts_ms.cast(pl.String)).to_list()
+    return pl.Series(
+        "alert_id", [hashlib.sha256(k.encode("utf-8")).hexdigest()[:16] for k in keys], pl.String
+    )
+
+
+def _pick(frame: pl.DataFrame, names: tuple[str, ...], file: str, *, required: bool) -> str | None:
+    for col in names:
+        if col in frame.columns:
+            return col
+    if required:
+        raise InputError(
+            f"{file}: missing column {names[0]!r} (or {', '.join(repr(n) for n in names[1:])});"
+            f" found {', '.join(frame.columns) or 'no columns'}"
+        )
+    return None
+
+
+def _first_bad_row(mask: pl.Series) -> int:
+    """1-based data row (header excluded) of the first True in mask."""
+    return int(mask.arg_true()[0]) + 1
+
+
+def _mints(frame: pl.DataFrame, col: str, file: str) -> pl.Series:
+    s = frame[col]
+    if s.dtype != pl.String:
+        s = s.cast(pl.String, strict=False)
+    bad = s.is_null() | (s.str.len_bytes() == 0)
+    if bad.any():
+        raise InputError(f"{file}: column {col!r} is null or empty at row {_first_bad_row(bad)}")
+    return s.alias("mint")
+
+
+def _ids(frame: pl.DataFrame, col: str, file: str) -> pl.Series:
+    s = frame[col].cast(pl.String, strict=False)
+    bad = s.is_null() | (s.str.len_bytes() == 0)
+    if bad.any():
+        raise InputError(f"{file}: column {col!r} is null or empty at row {_first_bad_row(bad)}")
+    return s.alias("alert_id")
+
+
+def _times(frame: pl.DataFrame, col: str, file: str) -> pl.Series:
+    s = frame[col]
+    if col == "ts_ms":
+        ms = s.cast(pl.Int64, strict=False) if s.dtype != pl.String else _int_text(s)
+    elif s.dtype.is_temporal():
+        ms = _datetime_ms(s)
+    elif s.dtype.is_numeric():
+        ms = _number_ms(s.cast(pl.Float64))
+    else:
+        ms = _text_ms(s.cast(pl.String))
+    bad = ms.is_null()
+    if bad.any():
+        row = _first_bad_row(bad)
+        raise InputError(f"{file}: column {col!r} has an unparseable time {s[row - 1]!r} at row {row}")
+    return ms.alias("ts_ms")
+
+
+def _int_text(s: pl.Series) -> pl.Series:
+    return s.str.strip_chars().cast(pl.Int64, strict=False)
+
+
+def _datetime_ms(s: pl.Series) -> pl.Series:
+    if s.dtype == pl.Date:
+        s = s.cast(pl.Datetime("ms"))
+    if isinstance(s.dtype, pl.Datetime) and s.dtype.time_zone is None:
+        s = s.dt.replace_time_zone("UTC")  # naive datetimes are UTC (SPEC §2)
+    return s.dt.epoch("ms")
+
+
+def _number_ms(x: pl.Series) -> pl.Series:
+    finite = x.is_finite()
+    ms = pl.select(
+        pl.when(~finite)
+        .then(None)
+        .when(x.abs() < _SECONDS_LIMIT)
+        .then((x * 1000).round(0))
+        .otherwise(x.round(0))
+    ).to_series()
+    # Outside ±year 10000 is not a time anyone means; refuse rather than overflow.
+    ms = ms.cast(pl.Int64, strict=False)
+    return pl.select(pl.when(ms.abs() <= 253_402_300_800_000).then(ms)).to_series()
+
+
+def _text_ms(s: pl.Series) -> pl.Series:
+    s = s.str.strip_chars()
+    as_number = _number_ms(s.cast(pl.Float64, strict=False))
+    parsed = pl.select(
+        pl.coalesce(
+            [
+                pl.lit(s).str.to_datetime(f, time_unit="ms", time_zone="UTC", strict=False)
+                for f in _DATETIME_FORMATS
+            ]
+        )
+    ).to_series()
+    return as_number.fill_null(parsed.dt.epoch("ms"))
+
+
+def _refuse_duplicate_ids(out: pl.DataFrame, file: str, origin: str) -> None:
+    dup = out["alert_id"].is_duplicated()
+    if dup.any():
+        rows = (dup.arg_true() + 1).head(2).to_list()
+        value = out["alert_id"][rows[0] - 1]
+        raise InputError(
+            f"{file}: duplicate alert_id {value!r} ({origin}) at rows {rows[0]} and {rows[1]}"
+        )

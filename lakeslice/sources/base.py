@@ -1,0 +1,64 @@
+"""What every candle source provides.
+
+A source answers a :class:`CandleRequest` (a chain, an interval and a table of disjoint
+half-open time ranges per mint) with Arrow record batches in :data:`CANDLE_SCHEMA`. It may
+return rows outside the ranges (the pipeline filters exactly), duplicates (the pipeline
+deduplicates) and rows in any order (the pipeline sorts); it must not miss a row inside them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import polars as pl
+import pyarrow as pa
+
+# Columns a source yields. ``ver`` is the optional version column (ReplacingMergeTree's `ver`);
+# sources without one yield 0. ``mint`` may also arrive dictionary-encoded.
+CANDLE_SCHEMA = pa.schema(
+    [
+        ("mint", pa.string()),
+        ("ts_ms", pa.int64()),
+        ("open", pa.float64()),
+        ("high", pa.float64()),
+        ("low", pa.float64()),
+        ("close", pa.float64()),
+        ("volume", pa.float64()),
+        ("ver", pa.int64()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class CandleRequest:
+    """Candles of ``chain`` at ``interval_s`` whose timestamp lies in one of ``ranges``.
+
+    ``ranges`` has columns ``mint`` (String), ``start_ms`` and ``end_ms`` (Int64 epoch ms,
+    half-open), disjoint per mint and sorted by ``(mint, start_ms)``. ``None`` means every
+    candle of the chain and interval (corpus mode uses ``start_ms``/``end_ms`` of the request).
+    """
+
+    chain: str
+    interval_s: int
+    ranges: pl.DataFrame | None
+    start_ms: int | None = None
+    end_ms: int | None = None
+
+
+class Source(Protocol):
+    """A place candles come from."""
+
+    #: Value of the ``source`` column, e.g. ``clickhouse:db.ohlcv_candles``; never a secret.
+    label: str
+
+    def snapshot(self) -> dict:
+        """``{kind, host, database, table}`` for the manifest (export adds chain, as_of); no secrets."""
+        ...
+
+    def fetch(self, request: CandleRequest) -> Iterator[pa.RecordBatch]:
+        """Yield batches in :data:`CANDLE_SCHEMA` covering every requested candle."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,433 @@
+"""Pure Polars transforms: buckets, anchors, window merge, slices, coverage (SPEC §1, §3, §4).
+
+Frames in, lazy frames out; no Python loop over candle rows. Internally candles carry ``ts_ms``
+(Int64 epoch ms); the ``ts`` Datetime column appears only in what is written or returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import polars as pl
+
+from .spec import InputError, Window, parse_interval, parse_window
+
+__all__ = [
+    "mint_bucket",
+    "floor_to_interval",
+    "normalize_candles",
+    "dedupe_candles",
+    "alert_windows",
+    "merge_windows",
+    "restrict_to_ranges",
+    "slice_windows",
+    "coverage",
+    "coverage_of",
+    "to_slice_columns",
+    "SLICE_COLUMNS",
+    "COVERAGE_COLUMNS",
+    "DEDUP_RULE",
+]
+
+FrameLike = pl.DataFrame | pl.LazyFrame
+
+SLICE_SCHEMA: dict[str, pl.DataType] = {
+    "mint": pl.String(),
+    "ts": pl.Datetime("ms", "UTC"),
+    "interval_s": pl.Int32(),
+    "open": pl.Float64(),
+    "high": pl.Float64(),
+    "low": pl.Float64(),
+    "close": pl.Float64(),
+    "volume": pl.Float64(),
+    "source": pl.String(),
+}
+SLICE_COLUMNS = list(SLICE_SCHEMA)
+
+COVERAGE_SCHEMA: dict[str, pl.DataType] = {
+    "alert_id": pl.String(),
+    "mint": pl.String(),
+    "alert_ts_ms": pl.Int64(),
+    "anchor_ts_ms": pl.Int64(),
+    "window_start_ts_ms": pl.Int64(),
+    "window_end_ts_ms": pl.Int64(),
+    "expected_total": pl.Int64(),
+    "available_pre": pl.Int64(),
+    "available_post": pl.Int64(),
+    "available_total": pl.Int64(),
+    "missing": pl.Int64(),
+    "first_ts_ms": pl.Int64(),
+    "last_ts_ms": pl.Int64(),
+    "status": pl.String(),
+    "kept": pl.Boolean(),
+}
+COVERAGE_COLUMNS = list(COVERAGE_SCHEMA)
+
+OHLCV = ["open", "high", "low", "close", "volume"]
+
+#: How one row is chosen among several for the same (mint, interval, timestamp).
+DEDUP_RULE = (
+    "greatest ver, then greatest volume, close, high, low, open, then smallest source label"
+)
+_DEDUP_KEYS = ["ver", "volume", "close", "high", "low", "open"]
+
+
+# --------------------------------------------------------------------------------------------
+# Scalar-ish expressions
+
+
+def _sha1_bucket(mint: str | None) -> str | None:
+    return None if mint is None else hashlib.sha1(mint.encode("utf-8")).hexdigest()[:2]
+
+
+def _bucket_batch(s: pl.Series) -> pl.Series:
+    # One SHA-1 per distinct mint, mapped back to rows by Polars.
+    uniq = s.unique()
+    buckets = pl.Series([_sha1_bucket(m) for m in uniq.to_list()], dtype=pl.String)
+    return s.replace_strict(uniq, buckets, return_dtype=pl.String)
+
+
+def mint_bucket(expr: pl.Expr | str) -> pl.Expr:
+    """First byte of SHA-1 over the mint's UTF-8 bytes, as two lowercase hex characters.
+
+    >>> pl.select(mint_bucket(pl.lit("So11111111111111111111111111111111111111112"))).item()
+    '35'
+    """
+    expr = pl.col(expr) if isinstance(expr, str) else expr
+    return expr.cast(pl.String).map_batches(_bucket_batch, pl.String, is_elementwise=True)
+
+
+# The dtype is known only at run time, so floor inside map_batches: one function for both.
+def floor_to_interval(expr: pl.Expr | str, interval: str | int) -> pl.Expr:
+    """Floor epoch-ms integers or Datetimes to the start of their interval (UTC, epoch based).
+
+    Integers are read as epoch milliseconds; Datetimes keep their unit and time zone.
+
+    >>> pl.select(floor_to_interval(pl.lit(90_500), "1m")).item()
+    60000
+    """
+    expr = pl.col(expr) if isinstance(expr, str) else expr
+    width_ms = parse_interval(interval) * 1000
+
+    def floor(s: pl.Series) -> pl.Series:
+        if isinstance(s.dtype, pl.Datetime):
+            ms = s.dt.epoch("ms")
+            out = pl.from_epoch((ms // width_ms) * width_ms, time_unit="ms")
+            out = out.dt.replace_time_zone(s.dtype.time_zone).cast(s.dtype)
+            return out.alias(s.name)
+        if not s.dtype.is_integer():
+            raise InputError(f"floor_to_interval: column {s.name!r} is {s.dtype}, not ms or Datetime")
+        return ((s.cast(pl.Int64) // width_ms) * width_ms).alias(s.name)
+
+    return expr.map_batches(floor, is_elementwise=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Candles
+
+
+def normalize_candles(
+    candles: FrameLike,
+    *,
+    chain: str | None = None,
+    interval_s: int | None = None,
+    source: str | None = None,
+) -> pl.LazyFrame:
+    """Candles in source columns (``token_address``, ``timestamp``, ...), slice columns
+    (``mint``, ``ts``, ...) or the internal ``mint, ts_ms`` form, as
+    ``mint, ts_ms, interval_s, open..volume, ver, source``.
+
+    Rows of other chains or intervals are dropped when the frame says which they are.
+    """
+    lf = candles.lazy()
+    names = lf.collect_schema()
+    rename = {"token_address": "mint", "interval_seconds": "interval_s"}
+    lf = lf.rename({k: v for k, v in rename.items() if k in names and v not in names})
+    names = lf.collect_schema()
+    if "mint" not in names:
+        raise InputError("candles: missing column 'mint' (or 'token_address')")
+
+    if "ts_ms" in names:
+        ts_ms = pl.col("ts_ms").cast(pl.Int64)
+    else:
+        col = "ts" if "ts" in names else "timestamp" if "timestamp" in names else None
+        if col is None:
+            raise InputError("candles: missing column 'ts' (or 'timestamp', 'ts_ms')")
+        ts_ms = _to_epoch_ms(pl.col(col), names[col])
+
+    if chain is not None and "chain" in names:
+        lf = lf.filter(pl.col("chain") == chain)
+    if interval_s is not None and "interval_s" in names:
+        lf = lf.filter(pl.col("interval_s") == interval_s)
+
+    label = pl.col("source").cast(pl.String) if "source" in names else pl.lit(source or "frame")
+    interval = (
+        pl.lit(interval_s, pl.Int32)
+        if interval_s is not None
+        else pl.col("interval_s").cast(pl.Int32)
+        if "interval_s" in names
+        else pl.lit(None, pl.Int32)
+    )
+    ver = pl.col("ver").cast(pl.Int64) if "ver" in names else pl.lit(0, pl.Int64)
+    return lf.select(
+        pl.col("mint").cast(pl.String),
+        ts_ms.alias("ts_ms"),
+        interval.alias("interval_s"),
+        *[pl.col(c).cast(pl.Float64) for c in OHLCV],
+        ver.alias("ver"),
+        label.alias("source"),
+    )
+
+
+def _to_epoch_ms(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is None:
+            expr = expr.dt.replace_time_zone("UTC")
+        return expr.dt.epoch("ms")
+    if dtype.is_integer():  # ClickHouse DateTime as a number: epoch seconds
+        return expr.cast(pl.Int64) * 1000
+    raise InputError(f"candles: time column has type {dtype}, expected a Datetime or epoch seconds")
+
+
+def dedupe_candles(candles: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per ``(mint, ts_ms)`` chosen by :data:`DEDUP_RULE`, sorted by ``(mint, ts_ms)``.
+
+    The choice depends on the rows' values only, never on their arrival order.
+    """
+    keys = ["mint", "ts_ms", *_DEDUP_KEYS, "source"]
+    descending = [False, False, *([True] * len(_DEDUP_KEYS)), False]
+    return candles.sort(keys, descending=descending, nulls_last=True, maintain_order=False).unique(
+        subset=["mint", "ts_ms"], keep="first", maintain_order=True
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Windows
+
+
+def alert_windows(alerts: FrameLike, *, interval: str | int, window: str | Window) -> pl.LazyFrame:
+    """Alerts (``alert_id, mint, ts_ms``) with their anchor and half-open window bounds.
+
+    >>> w = alert_windows(pl.DataFrame({"alert_id": ["a"], "mint": ["m"], "ts_ms": [90_500]}),
+    ...                   interval="1m", window="pre1_post1").collect()
+    >>> w.select("anchor_ts_ms", "window_start_ts_ms", "window_end_ts_ms").row(0)
+    (60000, 0, 180000)
+    """
+    width_ms = parse_interval(interval) * 1000
+    win = parse_window(window)
+    anchor = (pl.col("ts_ms") // width_ms) * width_ms
+    return alerts.lazy().select(
+        "alert_id",
+        "mint",
+        pl.col("ts_ms").alias("alert_ts_ms"),
+        anchor.alias("anchor_ts_ms"),
+        (anchor - win.pre * width_ms).alias("window_start_ts_ms"),
+        (anchor + (win.post + 1) * width_ms).alias("window_end_ts_ms"),
+    )
+
+
+def merge_windows(windows: FrameLike) -> pl.LazyFrame:
+    """Union of each mint's windows as disjoint half-open ranges ``mint, start_ms, end_ms``.
+
+    Overlapping or touching windows merge; output is sorted by ``(mint, start_ms)``.
+
+    >>> w = pl.DataFrame({"mint": ["m", "m", "m"], "window_start_ts_ms": [0, 5, 20],
+    ...                   "window_end_ts_ms": [10, 12, 30]})
+    >>> merge_windows(w).collect().rows()
+    [('m', 0, 12), ('m', 20, 30)]
+    """
+    lf = windows.lazy().select(
+        "mint", start_ms="window_start_ts_ms", end_ms="window_end_ts_ms"
+    ).sort("mint", "start_ms", "end_ms")
+    reach = pl.col("end_ms").cum_max().shift(1).over("mint")
+    starts_new = reach.is_null() | (pl.col("start_ms") > reach)
+    return (
+        lf.with_columns(run=starts_new.cum_sum())
+        .group_by("mint", "run")
+        .agg(pl.col("start_ms").min(), pl.col("end_ms").max())
+        .sort("mint", "start_ms")
+        .select("mint", "start_ms", "end_ms")
+    )
+
+
+def restrict_to_ranges(candles: pl.LazyFrame, ranges: FrameLike) -> pl.LazyFrame:
+    """Keep the candles whose ``ts_ms`` lies in one of their mint's disjoint ranges.
+
+    One as-of lookup per candle (the range starting at or before it), so the cost follows
+    candles × log(ranges), not candles × alerts. Input must be sorted by ``(mint, ts_ms)``.
+    """
+    ranges = ranges.lazy().select("mint", "start_ms", "end_ms").sort("mint", "start_ms")
+    return (
+        candles.join_asof(
+            ranges,
+            left_on="ts_ms",
+            right_on="start_ms",
+            by="mint",
+            strategy="backward",
+            check_sortedness=False,
+        )
+        .filter(pl.col("ts_ms") < pl.col("end_ms"))
+        .drop("start_ms", "end_ms")
+    )
+
+
+def _prepared(
+    candles: FrameLike, alerts: FrameLike, interval: str | int, window: str | Window
+) -> tuple[pl.LazyFrame, pl.LazyFrame, int]:
+    """Normalized alerts' windows and the deduplicated candles inside their union."""
+    from .alerts import normalize_alerts  # local: alerts imports nothing from here
+
+    interval_s = parse_interval(interval)
+    if isinstance(alerts, pl.LazyFrame):
+        alerts = alerts.collect()
+    if not {"alert_id", "mint", "ts_ms"} <= set(alerts.columns) or alerts["ts_ms"].dtype != pl.Int64:
+        alerts = normalize_alerts(alerts)
+    windows = alert_windows(alerts, interval=interval_s, window=window)
+    cands = dedupe_candles(normalize_candles(candles, interval_s=interval_s))
+    cands = restrict_to_ranges(cands, merge_windows(windows))
+    return windows, cands, interval_s
+
+
+def to_slice_columns(candles: pl.LazyFrame, *, interval_s: int) -> pl.LazyFrame:
+    """Internal candles as the lake's slice columns (SPEC §3), order preserved."""
+    return candles.select(
+        "mint",
+        pl.col("ts_ms").cast(pl.Datetime("ms")).dt.replace_time_zone("UTC").alias("ts"),
+        pl.lit(interval_s, pl.Int32).alias("interval_s"),
+        *OHLCV,
+        "source",
+    )
+
+
+def slice_windows(
+    candles: FrameLike, alerts: FrameLike, *, interval: str | int, window: str | Window
+) -> pl.LazyFrame:
+    """The deduplicated candles inside the union of each mint's alert windows.
+
+    Columns of SPEC §3 plus ``mint_bucket``; one row per ``(mint, ts)``, sorted by it.
+
+    >>> c = pl.DataFrame({"mint": ["m"] * 3, "ts_ms": [0, 60_000, 120_000],
+    ...     "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0})
+    >>> a = pl.DataFrame({"mint": ["m"], "ts_ms": [65_000]})
+    >>> slice_windows(c, a, interval="1m", window="pre1_post0").collect().height
+    2
+    """
+    _, cands, interval_s = _prepared(candles, alerts, interval, window)
+    return to_slice_columns(cands, interval_s=interval_s).with_columns(
+        mint_bucket=mint_bucket("mint")
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Coverage
+
+
+def coverage_of(
+    candles: pl.LazyFrame,
+    windows: pl.LazyFrame,
+    *,
+    expected_total: int,
+    strict: bool = False,
+    min_required_pre: int = 52,
+    target_total: int = 5000,
+) -> pl.LazyFrame:
+    """Coverage rows (SPEC §4) of ``windows`` over deduplicated candles sorted by (mint, ts_ms).
+
+    Counts come from as-of lookups of each window bound into a per-mint running rank, so the
+    cost follows (candles + alerts) × log, never candles × alerts.
+    """
+    ranked = candles.select(
+        "mint", "ts_ms", rank=pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("mint")
+    )
+
+    def count_before(frame: pl.LazyFrame, bound: str, name: str) -> pl.LazyFrame:
+        # number of candles with ts_ms < bound  ==  rank of the last candle at or before bound-1
+        probe = frame.with_columns((pl.col(bound) - 1).alias("_probe")).sort("_probe")
+        return (
+            probe.join_asof(
+                ranked.select("mint", _probe="ts_ms", rank="rank"),
+                on="_probe",
+                by="mint",
+                strategy="backward",
+                check_sortedness=False,
+            )
+            .with_columns(pl.col("rank").fill_null(0).alias(name))
+            .drop("_probe", "rank")
+        )
+
+    w = windows
+    w = count_before(w, "window_start_ts_ms", "_n_start")
+    w = count_before(w, "anchor_ts_ms", "_n_anchor")
+    w = count_before(w, "window_end_ts_ms", "_n_end")
+    # first candle at or after the start; last candle before the end
+    w = w.sort("window_start_ts_ms").join_asof(
+        ranked.select("mint", window_start_ts_ms="ts_ms", _first="ts_ms"),
+        on="window_start_ts_ms",
+        by="mint",
+        strategy="forward",
+        check_sortedness=False,
+    )
+    w = (
+        w.with_columns((pl.col("window_end_ts_ms") - 1).alias("_probe"))
+        .sort("_probe")
+        .join_asof(
+            ranked.select("mint", _probe="ts_ms", _last="ts_ms"),
+            on="_probe",
+            by="mint",
+            strategy="backward",
+            check_sortedness=False,
+        )
+    )
+    pre = pl.col("_n_anchor") - pl.col("_n_start")
+    post = pl.col("_n_end") - pl.col("_n_anchor")
+    total = pl.col("available_total")
+    out = w.with_columns(
+        expected_total=pl.lit(expected_total, pl.Int64),
+        available_pre=pre,
+        available_post=post,
+        available_total=pre + post,
+    ).with_columns(
+        missing=pl.col("expected_total") - total,
+        first_ts_ms=pl.when(total > 0).then(pl.col("_first")),
+        last_ts_ms=pl.when(total > 0).then(pl.col("_last")),
+        status=pl.when(total == pl.col("expected_total"))
+        .then(pl.lit("complete"))
+        .when(total > 0)
+        .then(pl.lit("partial"))
+        .otherwise(pl.lit("insufficient")),
+        kept=(
+            (pl.col("available_pre") >= min_required_pre) & (total >= target_total)
+            if strict
+            else pl.lit(True)
+        ),
+    )
+    return out.select([pl.col(c).cast(t) for c, t in COVERAGE_SCHEMA.items()]).sort("alert_id")
+
+
+def coverage(
+    candles: FrameLike,
+    alerts: FrameLike,
+    *,
+    interval: str | int,
+    window: str | Window,
+    strict: bool = False,
+    min_required_pre: int = 52,
+    target_total: int = 5000,
+) -> pl.LazyFrame:
+    """One coverage row per alert (SPEC §4 columns), sorted by ``alert_id``.
+
+    >>> c = pl.DataFrame({"mint": ["m"] * 2, "ts_ms": [0, 60_000],
+    ...     "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0})
+    >>> a = pl.DataFrame({"alert_id": ["x"], "mint": ["m"], "ts_ms": [60_000]})
+    >>> coverage(c, a, interval="1m", window="pre1_post1").collect()["status"].item()
+    'partial'
+    """
+    windows, cands, _ = _prepared(candles, alerts, interval, window)
+    return coverage_of(
+        cands,
+        windows,
+        expected_total=parse_window(window).slots,
+        strict=strict,
+        min_required_pre=min_required_pre,
+        target_total=target_total,
+    )
