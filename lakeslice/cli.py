@@ -1,0 +1,224 @@
+"""The ``lakeslice`` command: thin Typer commands that parse, call one function, render.
+
+Machine output goes to stdout, logs and progress to stderr. Errors are one line; exit 2 for
+bad usage or input, 1 for a failure while running.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from . import __version__
+from .spec import InputError, LakesliceError
+
+app = typer.Typer(
+    name="lakeslice",
+    help="Export OHLCV candle windows around alerts into a sealed Parquet lake.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, highlight=False)
+
+EXPORT_DEFAULTS: dict[str, Any] = {
+    "alerts": None,
+    "interval": None,
+    "window": None,
+    "run_id": None,
+    "data_root": "data",
+    "chain": "solana",
+    "compression": "zstd",
+    "target_file_mb": 512.0,
+    "strict_coverage": False,
+    "min_required_pre": 52,
+    "target_total": 5000,
+    "format": "table",
+    "source": None,
+    "table": "ohlcv_candles",
+    "overwrite": False,
+}
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lakeslice {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details to stderr."),
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="lakeslice: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _fail(exc: BaseException, fmt: str) -> None:
+    """Report one line and exit with the error's status; never a traceback."""
+    if isinstance(exc, LakesliceError):
+        code, status, message = exc.code, exc.exit_code, str(exc)
+    else:
+        code, status = "internal_error", 1
+        message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    if os.environ.get("LAKESLICE_DEBUG"):
+        raise exc
+    message = _scrub(message)
+    if fmt == "json":
+        typer.echo(json.dumps({"error": {"code": code, "message": message}}, sort_keys=True))
+    err.print(f"lakeslice: error: {message}", markup=False, soft_wrap=True)
+    raise typer.Exit(status)
+
+
+def _scrub(message: str) -> str:
+    """Last line of defence: no password from the environment or a URL reaches the screen."""
+    for name in ("LAKESLICE_CLICKHOUSE_PASSWORD", "CLICKHOUSE_PASSWORD"):
+        secret = os.environ.get(name)
+        if secret:
+            message = message.replace(secret, "***")
+    from .sources import redact
+
+    return " ".join(redact(word) if "://" in word else word for word in message.split(" "))
+
+
+def _load_config(config: str | None) -> dict[str, Any]:
+    if not config:
+        return {}
+    try:
+        text = sys.stdin.read() if config == "-" else Path(config).read_text("utf-8")
+    except OSError as exc:
+        raise InputError(f"{config}: cannot read config ({exc.strerror})") from exc
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"{'stdin' if config == '-' else config}: config is not JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{config}: config must be a JSON object")
+    unknown = sorted(set(data) - set(EXPORT_DEFAULTS))
+    if unknown:
+        raise InputError(f"{config}: unknown config key {unknown[0]!r}")
+    return data
+
+
+def _merge(flags: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """Command-line flags override the config file, which overrides the defaults."""
+    out = dict(EXPORT_DEFAULTS)
+    out.update({k: v for k, v in config.items() if v is not None})
+    out.update({k: v for k, v in flags.items() if v is not None})
+    for required in ("alerts", "interval", "window"):
+        if out.get(required) in (None, ""):
+            raise InputError(f"missing option --{required.replace('_', '-')}")
+    return out
+
+
+@app.command()
+def export(
+    alerts: str = typer.Option(None, "--alerts", help="Alerts file (.parquet or .csv)."),
+    interval: str = typer.Option(None, "--interval", help="Candle interval: 1s, 1m, 5m, 1h, 1d."),
+    window: str = typer.Option(None, "--window", help="Window preN_postM, e.g. pre52_post4948."),
+    run_id: str = typer.Option(None, "--run-id", help="Run id (default: UTC time + suffix)."),
+    data_root: str = typer.Option(None, "--data-root", help="Lake root [default: data]."),
+    chain: str = typer.Option(None, "--chain", help="Chain [default: solana]."),
+    compression: str = typer.Option(None, "--compression", help="zstd (default), snappy, none."),
+    target_file_mb: float = typer.Option(None, "--target-file-mb", help="Part size [512]."),
+    strict_coverage: bool = typer.Option(None, "--strict-coverage/--no-strict-coverage"),
+    min_required_pre: int = typer.Option(None, "--min-required-pre", help="Strict: pre [52]."),
+    target_total: int = typer.Option(None, "--target-total", help="Strict: total [5000]."),
+    format: Format = typer.Option(None, "--format", help="table (default) or json."),
+    source: str = typer.Option(
+        None, "--source", help="clickhouse://, chdb://, parquet:// or corpus:// URL.",
+        envvar="LAKESLICE_SOURCE", show_envvar=True,
+    ),
+    table: str = typer.Option(None, "--table", help="Source table [ohlcv_candles]."),
+    overwrite: bool = typer.Option(None, "--overwrite/--no-overwrite", help="Replace a sealed run."),
+    config: str = typer.Option(None, "--config", help="JSON options file, or - for stdin."),
+) -> None:
+    """Cut the candle windows around each alert into a sealed run."""
+    flags = dict(locals())
+    flags.pop("config")
+    flags["format"] = format.value if format else None
+    fmt = "json" if (flags["format"] == "json") else "table"
+    try:
+        opts = _merge(flags, _load_config(config))
+        fmt = opts["format"]
+        if fmt not in ("table", "json"):
+            raise InputError(f"format {fmt!r}: expected table or json")
+        from .export import export_run_slices
+        from .render import progress_bar, render_export
+
+        with progress_bar(enabled=fmt != "json") as progress:
+            result = export_run_slices(
+                opts["alerts"],
+                interval=opts["interval"],
+                window=opts["window"],
+                source=opts["source"],
+                table=opts["table"],
+                data_root=opts["data_root"],
+                run_id=opts["run_id"],
+                chain=opts["chain"],
+                compression=opts["compression"],
+                target_file_mb=opts["target_file_mb"],
+                strict_coverage=opts["strict_coverage"],
+                min_required_pre=opts["min_required_pre"],
+                target_total=opts["target_total"],
+                overwrite=opts["overwrite"],
+                progress=progress,
+            )
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one line
+        _fail(exc, fmt)
+    if fmt == "json":
+        typer.echo(json.dumps(result.to_json(), sort_keys=True))
+    else:
+        render_export(result)
+
+
+@app.command()
+def verify(run_dir: Path = typer.Argument(..., help="A run directory (or corpus root).")) -> None:
+    """Recompute every hash and row count of a sealed run; exit 1 on any mismatch."""
+    try:
+        from .lake.verify import verify_path
+        from .render import render_verify
+
+        reports = verify_path(run_dir)
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc, "table")
+    bad = render_verify(reports)
+    raise typer.Exit(1 if bad else 0)
+
+
+@app.command()
+def show(run_dir: Path = typer.Argument(..., help="A sealed run directory (or corpus root).")) -> None:
+    """A human summary of a sealed run: spec, buckets, files, rows, coverage."""
+    try:
+        from .render import render_show
+
+        render_show(run_dir)
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc, "table")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

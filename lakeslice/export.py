@@ -1,0 +1,415 @@
+"""Run export: alerts → windows → candles by bucket group → slices + coverage → sealed run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+
+from .alerts import normalize_alerts, read_alerts
+from .lake import layout
+from .lake.commit import Commit
+from .lake.manifest import (
+    LAKE_VERSION,
+    content_sha256,
+    created_at,
+    exporter,
+    files_section,
+)
+from .lake.writer import FileEntry, write_file, write_parts
+from .sources import CandleRequest, Source, open_source, retryable
+from .spec import (
+    InputError,
+    RunError,
+    Window,
+    check_compression,
+    check_run_id,
+    format_interval,
+    parse_interval,
+    parse_window,
+)
+from .transforms import (
+    DEDUP_RULE,
+    alert_windows,
+    coverage_of,
+    dedupe_candles,
+    merge_windows,
+    mint_bucket,
+    normalize_candles,
+    restrict_to_ranges,
+    to_slice_columns,
+)
+
+log = logging.getLogger("lakeslice")
+
+#: Estimated candle rows per bucket group: bounds peak memory, never changes the output.
+GROUP_ROWS = 2_000_000
+FETCH_ATTEMPTS = 3
+
+Progress = Callable[[int, int, int], None]  # (groups done, groups total, rows written)
+
+
+@dataclass
+class ExportResult:
+    run_dir: Path
+    manifest: dict
+    rows_fetched: int = 0
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.run_dir / layout.MANIFEST
+
+    @property
+    def coverage_path(self) -> Path:
+        return self.run_dir / layout.COVERAGE
+
+    def to_json(self) -> dict:
+        """The machine contract of SPEC §8."""
+        m = self.manifest
+        slices = m["outputs"]["slices"]
+        return {
+            "run_dir": str(self.run_dir),
+            "manifest_path": str(self.manifest_path),
+            "coverage_path": str(self.coverage_path),
+            "total_rows": slices["rows"],
+            "total_files": slices["files"],
+            "total_bytes": slices["bytes"],
+            "kept_events": m["coverage"]["kept_events"],
+            "dropped_events": m["coverage"]["dropped_events"],
+            "rows_fetched": self.rows_fetched,
+            "manifest": m,
+        }
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Validated options of one run export."""
+
+    interval_text: str
+    interval_s: int
+    window: Window
+    chain: str
+    compression: str
+    target_bytes: int
+    strict: bool
+    min_required_pre: int
+    target_total: int
+
+    @property
+    def prefix(self) -> str:
+        return layout.slices_prefix(self.interval_text, self.window.name)
+
+
+def make_spec(
+    *,
+    interval: str | int,
+    window: str | Window,
+    chain: str,
+    compression: str,
+    target_file_mb: float,
+    strict_coverage: bool,
+    min_required_pre: int,
+    target_total: int,
+) -> RunSpec:
+    interval_s = parse_interval(interval)
+    if not target_file_mb or target_file_mb <= 0:
+        raise InputError(f"target_file_mb {target_file_mb!r}: must be > 0")
+    if min_required_pre < 0 or target_total < 0:
+        raise InputError(
+            f"min_required_pre={min_required_pre}, target_total={target_total}: must be >= 0"
+        )
+    if not chain:
+        raise InputError("chain: must not be empty")
+    return RunSpec(
+        interval_text=format_interval(interval_s),
+        interval_s=interval_s,
+        window=parse_window(window),
+        chain=chain,
+        compression=check_compression(compression),
+        target_bytes=int(target_file_mb * 1024 * 1024),
+        strict=bool(strict_coverage),
+        min_required_pre=int(min_required_pre),
+        target_total=int(target_total),
+    )
+
+
+def new_run_id() -> str:
+    """UTC time plus a short random suffix."""
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{now}-{secrets.token_hex(3)}"
+
+
+def export_run_slices(
+    alerts: str | Path | pl.DataFrame,
+    *,
+    interval: str | int,
+    window: str | Window,
+    source: str | Source | None = None,
+    table: str = "ohlcv_candles",
+    data_root: str | Path = "data",
+    run_id: str | None = None,
+    chain: str = "solana",
+    compression: str = "zstd",
+    target_file_mb: float = 512,
+    strict_coverage: bool = False,
+    min_required_pre: int = 52,
+    target_total: int = 5000,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> ExportResult:
+    """Export the slices around ``alerts`` into a sealed run under ``data_root``.
+
+    >>> res = export_run_slices("fixtures/alerts.csv", interval="1m",  # doctest: +SKIP
+    ...                         window="pre5_post10", source="parquet://fixtures/candles.parquet")
+    """
+    started = time.perf_counter()
+    spec = make_spec(
+        interval=interval,
+        window=window,
+        chain=chain,
+        compression=compression,
+        target_file_mb=target_file_mb,
+        strict_coverage=strict_coverage,
+        min_required_pre=min_required_pre,
+        target_total=target_total,
+    )
+    run_id = check_run_id(run_id) if run_id is not None else new_run_id()
+    alerts_df, alerts_name = _load_alerts(alerts)
+    final = layout.run_dir(data_root, run_id)
+
+    owns_source = not hasattr(source, "fetch")
+    src: Source = open_source(source, table=table, data_root=data_root) if owns_source else source
+    try:
+        with Commit(final, overwrite=overwrite) as commit:
+            files, coverage_df, fetched = _write_data(commit.staging, alerts_df, src, spec, progress)
+            alerts_entry = write_file(
+                commit.staging, layout.ALERTS, alerts_df, compression=spec.compression
+            )
+            manifest = _manifest(
+                run_id, spec, src, alerts_name, alerts_entry, files, coverage_df
+            )
+            commit.seal(manifest)
+    finally:
+        if owns_source:
+            src.close()
+    seconds = time.perf_counter() - started
+    log.info("run %s: fetched %d rows, wrote %d rows in %.2fs", run_id, fetched,
+             manifest["outputs"]["slices"]["rows"], seconds)
+    return ExportResult(final, manifest, rows_fetched=fetched, seconds=seconds)
+
+
+def _load_alerts(alerts: str | Path | pl.DataFrame) -> tuple[pl.DataFrame, str]:
+    if isinstance(alerts, pl.LazyFrame):
+        alerts = alerts.collect()
+    if isinstance(alerts, pl.DataFrame):
+        return normalize_alerts(alerts), "<frame>"
+    return read_alerts(alerts), Path(alerts).name
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+
+
+def bucket_groups(ranges: pl.DataFrame, interval_s: int, group_rows: int = GROUP_ROWS) -> list[list[str]]:
+    """Consecutive buckets whose estimated candle rows add up to about ``group_rows``.
+
+    Depends only on the ranges, so the grouping (and the output) is the same on every run.
+    """
+    width_ms = interval_s * 1000
+    per_bucket = (
+        ranges.group_by("mint_bucket")
+        .agg(((pl.col("end_ms") - pl.col("start_ms")) // width_ms).sum().alias("rows"))
+        .sort("mint_bucket")
+    )
+    # group number = running total of estimated rows // group_rows (no Python loop over rows)
+    grouped = per_bucket.with_columns(
+        group=(pl.col("rows").cum_sum() - pl.col("rows")) // max(group_rows, 1)
+    )
+    return [
+        g["mint_bucket"].to_list()
+        for g in grouped.partition_by("group", maintain_order=True, include_key=False)
+    ]
+
+
+def _write_data(
+    staging: Path,
+    alerts: pl.DataFrame,
+    src: Source,
+    spec: RunSpec,
+    progress: Progress | None,
+) -> tuple[list[FileEntry], pl.DataFrame, int]:
+    windows = (
+        alert_windows(alerts, interval=spec.interval_s, window=spec.window)
+        .with_columns(mint_bucket=mint_bucket("mint"))
+        .collect()
+    )
+    buckets = windows.select("mint", "mint_bucket").unique()
+    ranges = merge_windows(windows).join(buckets.lazy(), on="mint").collect()
+    groups = bucket_groups(ranges, spec.interval_s)
+    files: list[FileEntry] = []
+    coverages: list[pl.DataFrame] = []
+    fetched = written = 0
+    for i, group in enumerate(groups):
+        g_windows = windows.filter(pl.col("mint_bucket").is_in(group))
+        g_ranges = ranges.filter(pl.col("mint_bucket").is_in(group)).sort("mint", "start_ms")
+        frame = _fetch(src, spec, g_ranges.select("mint", "start_ms", "end_ms"), group)
+        fetched += frame.height
+        cov, slices = _group_outputs(frame, g_windows, buckets, spec, src.label)
+        coverages.append(cov)
+        for (bucket,), part in slices.partition_by(
+            "mint_bucket", as_dict=True, maintain_order=True, include_key=False
+        ).items():
+            prefix = f"{spec.prefix}/{layout.bucket_dir(bucket)}"
+            files += write_parts(
+                staging, prefix, part, compression=spec.compression, target_bytes=spec.target_bytes
+            )
+            written += part.height
+        if progress:
+            progress(i + 1, len(groups), written)
+    coverage_df = pl.concat(coverages).sort("alert_id") if coverages else _empty_coverage()
+    files.append(write_file(staging, layout.COVERAGE, coverage_df, compression=spec.compression))
+    return files, coverage_df, fetched
+
+
+def _empty_coverage() -> pl.DataFrame:
+    from .transforms import COVERAGE_SCHEMA
+
+    return pl.DataFrame(schema=COVERAGE_SCHEMA)
+
+
+def _fetch(src: Source, spec: RunSpec, ranges: pl.DataFrame, group: list[str]) -> pl.DataFrame:
+    """All batches of one bucket group; a dropped connection retries the whole group."""
+    request = CandleRequest(chain=spec.chain, interval_s=spec.interval_s, ranges=ranges)
+    for attempt in range(1, FETCH_ATTEMPTS + 1):
+        try:
+            return _frame_of(list(src.fetch(request)))
+        except Exception as exc:
+            if not retryable(exc) or attempt == FETCH_ATTEMPTS:
+                raise
+            log.warning("buckets %s..%s: %s; retry %d", group[0], group[-1], exc, attempt)
+            time.sleep(0.2 * attempt)
+    raise AssertionError("unreachable")
+
+
+def _frame_of(batches: list[pa.RecordBatch]) -> pl.DataFrame:
+    from .sources import CANDLE_SCHEMA
+
+    if not batches:
+        return pl.from_arrow(CANDLE_SCHEMA.empty_table())
+    frame = pl.from_arrow(pa.Table.from_batches(batches))
+    return frame.with_columns(pl.col("mint").cast(pl.String))
+
+
+def _group_outputs(
+    frame: pl.DataFrame,
+    windows: pl.DataFrame,
+    buckets: pl.DataFrame,
+    spec: RunSpec,
+    label: str,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Coverage of the group's alerts and its slice rows (with mint_bucket), sorted."""
+    candles = dedupe_candles(normalize_candles(frame, interval_s=spec.interval_s, source=label))
+    candles = restrict_to_ranges(candles, merge_windows(windows)).collect()
+    cov = coverage_of(
+        candles.lazy(),
+        windows.lazy().drop("mint_bucket"),
+        expected_total=spec.window.slots,
+        strict=spec.strict,
+        min_required_pre=spec.min_required_pre,
+        target_total=spec.target_total,
+    ).collect()
+    kept = candles.lazy()
+    if spec.strict:
+        kept_windows = windows.join(cov.filter("kept").select("alert_id"), on="alert_id")
+        kept = restrict_to_ranges(kept, merge_windows(kept_windows))
+    slices = (
+        to_slice_columns(kept, interval_s=spec.interval_s)
+        .join(buckets.lazy(), on="mint", how="left", maintain_order="left")
+        .collect()
+    )
+    return cov, slices
+
+
+# --------------------------------------------------------------------------------------------
+# Manifest
+
+
+def _manifest(
+    run_id: str,
+    spec: RunSpec,
+    src: Source,
+    alerts_name: str,
+    alerts_entry: FileEntry,
+    files: list[FileEntry],
+    coverage_df: pl.DataFrame,
+) -> dict:
+    stamp = created_at()
+    slices = [f for f in files if f.path.startswith("slices/")]
+    status = coverage_df["status"].value_counts()
+    counts = dict(zip(status["status"].to_list(), status["count"].to_list(), strict=True))
+    kept = int(coverage_df["kept"].sum())
+    all_files = [*files, alerts_entry]
+    return {
+        "lake_version": LAKE_VERSION,
+        "run_id": run_id,
+        "created_at": stamp,
+        "exporter": exporter(),
+        "inputs": {
+            "alerts": {
+                "path": alerts_entry.path,
+                "sha256": alerts_entry.sha256,
+                "rows": alerts_entry.rows,
+                "name": alerts_name,
+            },
+            "source_snapshot": {**src.snapshot(), "chain": spec.chain, "as_of": stamp},
+        },
+        "slice_spec": {
+            "dataset": "ohlcv",
+            "interval": spec.interval_text,
+            "interval_s": spec.interval_s,
+            "window": spec.window.name,
+            "pre": spec.window.pre,
+            "post": spec.window.post,
+            "anchor_rule": "floor_to_interval(ts, interval)",
+            "dedup_rule": DEDUP_RULE,
+            "chain": spec.chain,
+        },
+        "outputs": {
+            "slices": {
+                "path": spec.prefix,
+                "mint_buckets": len({f.path.split("/")[4] for f in slices}),
+                "files": len(slices),
+                "rows": sum(f.rows for f in slices),
+                "bytes": sum(f.bytes for f in slices),
+                "compression": spec.compression,
+                "target_file_mb": round(spec.target_bytes / 1024 / 1024, 6),
+            },
+        },
+        "files": files_section(all_files),
+        "coverage": {
+            "path": layout.COVERAGE,
+            "strict": spec.strict,
+            "min_required_pre": spec.min_required_pre,
+            "target_total": spec.target_total,
+            "kept_events": kept,
+            "dropped_events": coverage_df.height - kept,
+            "complete": counts.get("complete", 0),
+            "partial": counts.get("partial", 0),
+            "insufficient": counts.get("insufficient", 0),
+        },
+        "content_sha256": content_sha256(all_files),
+    }
+
+
+
+
+__all__ = ["export_run_slices", "ExportResult", "RunSpec", "make_spec", "bucket_groups", "RunError"]

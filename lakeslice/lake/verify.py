@@ -1,0 +1,100 @@
+"""Check a sealed run (or corpus day) against its seal: every file's bytes, hash and rows."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from .manifest import content_sha256, read_manifest
+from .writer import FileEntry
+
+_CHUNK = 8 * 1024 * 1024
+
+
+@dataclass
+class VerifyReport:
+    run_dir: Path
+    files: int = 0
+    rows: int = 0
+    bytes: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_dir(run_dir: str | Path, *, seal_name: str = "manifest.json") -> VerifyReport:
+    """Recompute each listed file's size, sha256 and row count; list unlisted Parquet files.
+
+    Raises RunError when the directory is not sealed.
+    """
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir, name=seal_name)
+    report = VerifyReport(run_dir)
+    listed = manifest.get("files", [])
+    entries = [FileEntry(**f) for f in listed]
+    for entry in entries:
+        problem = _check(run_dir, entry)
+        if problem:
+            report.problems.append(problem)
+        report.files += 1
+        report.rows += entry.rows
+        report.bytes += entry.bytes
+    names = {e.path for e in entries}
+    for p in sorted(run_dir.rglob("*.parquet")):
+        rel = p.relative_to(run_dir).as_posix()
+        if rel not in names and not any(part.startswith((".", "_")) for part in p.parts):
+            report.problems.append(f"{rel}: not listed in the seal")
+    if manifest.get("content_sha256") != content_sha256(entries):
+        report.problems.append(f"{seal_name}: content_sha256 does not match its files")
+    return report
+
+
+def _check(run_dir: Path, entry: FileEntry) -> str | None:
+    path = run_dir / entry.path
+    if not path.is_file():
+        return f"{entry.path}: missing"
+    size = path.stat().st_size
+    if size != entry.bytes:
+        return f"{entry.path}: {size} bytes, seal says {entry.bytes}"
+    digest = sha256_file(path)
+    if digest != entry.sha256:
+        return f"{entry.path}: sha256 {digest[:12]}…, seal says {entry.sha256[:12]}…"
+    try:
+        rows = pq.ParquetFile(path).metadata.num_rows
+    except Exception as exc:  # a hash collision is not the worry; an unreadable footer is
+        return f"{entry.path}: unreadable Parquet ({exc})"
+    if rows != entry.rows:
+        return f"{entry.path}: {rows} rows, seal says {entry.rows}"
+    return None
+
+
+def verify_path(path: str | Path) -> list[VerifyReport]:
+    """A run directory, or every day of a corpus tree (unsealed days reported as problems)."""
+    from .layout import DAY_SEAL, MANIFEST
+
+    path = Path(path)
+    if (path / MANIFEST).is_file() or not path.is_dir():
+        return [verify_dir(path)]
+    days = sorted(p for p in path.rglob("date=*") if p.is_dir())
+    if not days:
+        return [verify_dir(path)]  # raises: unsealed run directory
+    reports = []
+    for day in days:
+        if (day / DAY_SEAL).is_file():
+            reports.append(verify_dir(day, seal_name=DAY_SEAL))
+        else:
+            reports.append(VerifyReport(day, problems=[f"{day.name}: unsealed (no {DAY_SEAL})"]))
+    return reports

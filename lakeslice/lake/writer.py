@@ -1,0 +1,108 @@
+"""Encode frames as Parquet parts and put them on disk durably.
+
+File naming (layout.py), part splitting (here) and the commit (commit.py) are separate pieces.
+Parts are encoded in memory first: the bytes are hashed without a re-read and a bucket that
+fits one part (the common case) is encoded exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import polars as pl
+
+from ..spec import RunError
+from .layout import part_name
+
+ROW_GROUP_ROWS = 128 * 1024
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a run as the manifest lists it (path relative to the run dir)."""
+
+    path: str
+    rows: int
+    bytes: int
+    sha256: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def encode_parquet(frame: pl.DataFrame, *, compression: str) -> bytes:
+    """Parquet bytes of ``frame``; the same frame and library versions give the same bytes."""
+    buf = io.BytesIO()
+    frame.rechunk().write_parquet(
+        buf,
+        compression="uncompressed" if compression == "none" else compression,
+        statistics=True,
+        row_group_size=ROW_GROUP_ROWS,
+    )
+    return buf.getvalue()
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write, flush and fsync under a temporary name, then rename into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise RunError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+
+
+def write_file(root: Path, rel: str, frame: pl.DataFrame, *, compression: str) -> FileEntry:
+    """Encode ``frame`` to ``root/rel`` and describe it."""
+    data = encode_parquet(frame, compression=compression)
+    write_bytes(root / rel, data)
+    return FileEntry(rel, frame.height, len(data), hashlib.sha256(data).hexdigest())
+
+
+def split_points(rows: int, encoded_bytes: int, target_bytes: int) -> list[tuple[int, int]]:
+    """(offset, length) of each part: equal row counts, as few parts as keep each near target.
+
+    Depends only on the row count and the encoded size, so only on the data.
+
+    >>> split_points(10, 250, 100)
+    [(0, 4), (4, 3), (7, 3)]
+    """
+    parts = max(1, math.ceil(encoded_bytes / target_bytes)) if rows else 1
+    parts = min(parts, max(rows, 1))
+    base, extra = divmod(rows, parts)
+    out, offset = [], 0
+    for i in range(parts):
+        length = base + (1 if i < extra else 0)
+        out.append((offset, length))
+        offset += length
+    return out
+
+
+def write_parts(
+    root: Path, prefix: str, frame: pl.DataFrame, *, compression: str, target_bytes: int
+) -> list[FileEntry]:
+    """Write an ordered frame as ``prefix/part-0000.parquet``, ``part-0001``, ... near target size.
+
+    Rows keep their order across parts: part N+1 continues where part N ends.
+    """
+    whole = encode_parquet(frame, compression=compression)
+    rel0 = f"{prefix}/{part_name(0)}"
+    if len(whole) <= target_bytes:
+        write_bytes(root / rel0, whole)
+        return [FileEntry(rel0, frame.height, len(whole), hashlib.sha256(whole).hexdigest())]
+    points = split_points(frame.height, len(whole), target_bytes)
+    del whole
+    return [
+        write_file(root, f"{prefix}/{part_name(i)}", frame.slice(off, n), compression=compression)
+        for i, (off, n) in enumerate(points)
+    ]

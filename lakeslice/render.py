@@ -1,0 +1,139 @@
+"""Terminal rendering for the CLI (rich, on stderr for progress, stdout for summaries)."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+@contextlib.contextmanager
+def progress_bar(*, enabled: bool) -> Iterator:
+    """A callback (done, total, rows) drawing a bar on stderr when it is a terminal."""
+    if not (enabled and err.is_terminal):
+        yield None
+        return
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("[bold]export[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("bucket groups · {task.fields[rows]:,} rows · {task.fields[rate]:,.0f} rows/s"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("export", total=None, rows=0, rate=0.0)
+
+        def update(done: int, total: int, rows: int) -> None:
+            rate = rows / max(time.perf_counter() - started, 1e-9)
+            bar.update(task, completed=done, total=total, rows=rows, rate=rate)
+
+        yield update
+
+
+def render_export(result) -> None:
+    m = result.manifest
+    s = m["outputs"]["slices"]
+    c = m["coverage"]
+    table = Table(title=f"run {m['run_id']}", show_header=False, title_justify="left")
+    table.add_row("run dir", str(result.run_dir))
+    table.add_row("spec", f"{m['slice_spec']['interval']} {m['slice_spec']['window']} "
+                          f"({m['slice_spec']['chain']})")
+    table.add_row("rows fetched / written", f"{result.rows_fetched:,} / {s['rows']:,}")
+    table.add_row("files / bytes", f"{s['files']:,} / {s['bytes']:,} in {s['mint_buckets']} buckets")
+    table.add_row("alerts kept / dropped", f"{c['kept_events']:,} / {c['dropped_events']:,}")
+    table.add_row("complete / partial / insufficient",
+                  f"{c['complete']:,} / {c['partial']:,} / {c['insufficient']:,}")
+    table.add_row("seconds", f"{result.seconds:.2f}")
+    table.add_row("content_sha256", m["content_sha256"])
+    out.print(table)
+
+
+def render_verify(reports) -> bool:
+    """Print one line per run or day; True when anything failed."""
+    bad = False
+    for r in reports:
+        if r.ok:
+            out.print(f"ok {r.run_dir}: {r.files} files, {r.rows:,} rows, {r.bytes:,} bytes")
+        else:
+            bad = True
+            print(f"lakeslice: verify failed: {r.run_dir}: {r.problems[0]}", file=sys.stderr)
+    return bad
+
+
+def histogram(values: pl.Series, *, bins: int = 10, width: int = 40) -> list[str]:
+    """A small text histogram of integer values."""
+    if values.len() == 0:
+        return ["(no alerts)"]
+    lo, hi = int(values.min()), int(values.max())
+    step = max(1, -(-(hi - lo + 1) // bins))
+    counts = (
+        pl.DataFrame({"v": values})
+        .with_columns(b=((pl.col("v") - lo) // step))
+        .group_by("b")
+        .len()
+        .sort("b")
+    )
+    peak = max(counts["len"].max(), 1)
+    lines = []
+    for b, n in counts.iter_rows():  # one line per bin (≤ bins), not per row
+        start = lo + b * step
+        bar = "█" * max(1, round(n / peak * width))
+        lines.append(f"{start:>8}–{start + step - 1:<8} {bar} {n}")
+    return lines
+
+
+def render_show(path: Path) -> None:
+    from .lake.manifest import read_manifest
+
+    path = Path(path)
+    if not (path / "manifest.json").is_file() and any(path.rglob("date=*")):
+        return _render_corpus(path)
+    m = read_manifest(path)
+    s, c, spec = m["outputs"]["slices"], m["coverage"], m["slice_spec"]
+    table = Table(title=f"run {m['run_id']} ({m['created_at']})", show_header=False,
+                  title_justify="left")
+    snap = m["inputs"]["source_snapshot"]
+    table.add_row("source", f"{snap.get('kind')} {snap.get('database') or ''}.{snap.get('table')}")
+    table.add_row("spec", f"{spec['interval']} {spec['window']} chain={spec['chain']}")
+    table.add_row("alerts", f"{m['inputs']['alerts']['rows']:,}")
+    table.add_row("buckets / files", f"{s['mint_buckets']} / {s['files']}")
+    table.add_row("rows / bytes", f"{s['rows']:,} / {s['bytes']:,}")
+    table.add_row("kept / dropped", f"{c['kept_events']:,} / {c['dropped_events']:,}"
+                  + (" (strict)" if c["strict"] else ""))
+    table.add_row("complete / partial / insufficient",
+                  f"{c['complete']:,} / {c['partial']:,} / {c['insufficient']:,}")
+    table.add_row("content_sha256", m["content_sha256"])
+    out.print(table)
+    cov = pl.read_parquet(path / c["path"], columns=["available_total"])
+    out.print("available_total per alert:")
+    for line in histogram(cov["available_total"]):
+        out.print("  " + line)
+
+
+def _render_corpus(path: Path) -> None:
+    from .lake.layout import DAY_SEAL
+    from .lake.manifest import read_manifest
+
+    table = Table(title=f"corpus {path}", title_justify="left")
+    for col in ("day", "sealed", "files", "rows", "bytes"):
+        table.add_column(col)
+    for day in sorted(p for p in path.rglob("date=*") if p.is_dir()):
+        if (day / DAY_SEAL).is_file():
+            m = read_manifest(day, name=DAY_SEAL)
+            table.add_row(day.name[5:], "yes", str(len(m["files"])), f"{m['rows']:,}",
+                          f"{m['bytes']:,}")
+        else:
+            table.add_row(day.name[5:], "[red]no[/]", "-", "-", "-")
+    out.print(table)
