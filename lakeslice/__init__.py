@@ -1,2 +1,65 @@
-"""lakeslice."""
+"""lakeslice: OHLCV candle windows around alerts, from ClickHouse into a sealed Parquet lake.
+
+>>> import polars as pl, lakeslice as ls
+>>> ls.parse_window("pre52_post4948").slots
+5001
+"""
+
+from __future__ import annotations
+
 __version__ = "0.1.0"
+
+import json
+from importlib import resources
+
+from .alerts import normalize_alerts, read_alerts
+from .export import ExportResult, export_run_slices
+from .lake.read import scan_coverage, scan_run, scan_windows
+from .lake.verify import verify_dir
+from .spec import InputError, LakesliceError, RunError, Window, parse_interval, parse_window
+from .transforms import (
+    coverage,
+    floor_to_interval,
+    merge_windows,
+    mint_bucket,
+    slice_windows,
+)
+
+
+def json_schema(name: str) -> dict:
+    """The shipped JSON Schema ``config`` (``--config``) or ``result`` (``--format json``)."""
+    text = resources.files("lakeslice").joinpath(f"schemas/{name}.schema.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def export_corpus(*args, **kwargs):
+    """Global corpus export by day; see :func:`lakeslice.corpus.export_corpus`."""
+    from .corpus import export_corpus as run
+
+    return run(*args, **kwargs)
+
+
+__all__ = [
+    "__version__",
+    "parse_interval",
+    "parse_window",
+    "Window",
+    "floor_to_interval",
+    "mint_bucket",
+    "merge_windows",
+    "slice_windows",
+    "coverage",
+    "read_alerts",
+    "normalize_alerts",
+    "export_run_slices",
+    "export_corpus",
+    "ExportResult",
+    "scan_run",
+    "scan_windows",
+    "scan_coverage",
+    "verify_dir",
+    "json_schema",
+    "LakesliceError",
+    "InputError",
+    "RunError",
+]

@@ -192,6 +192,43 @@ def export(
 
 
 @app.command()
+def corpus(
+    interval: str = typer.Option(..., "--interval", help="Candle interval: 1s, 1m, 1h, ..."),
+    date_from: str = typer.Option(..., "--from", help="First UTC day, YYYY-MM-DD."),
+    date_to: str = typer.Option(..., "--to", help="Day after the last (exclusive), YYYY-MM-DD."),
+    mints: Path = typer.Option(None, "--mints", help="File of mints (one per line, or a CSV/"
+                               "Parquet with a mint column) to restrict the corpus to."),
+    source: str = typer.Option(None, "--source", envvar="LAKESLICE_SOURCE", show_envvar=True,
+                               help="clickhouse://, chdb:// or parquet:// URL."),
+    table: str = typer.Option("ohlcv_candles", "--table"),
+    chain: str = typer.Option("solana", "--chain"),
+    data_root: str = typer.Option("data", "--data-root"),
+    compression: str = typer.Option("zstd", "--compression"),
+    target_file_mb: float = typer.Option(512.0, "--target-file-mb"),
+    format: Format = typer.Option(Format.table, "--format"),
+) -> None:
+    """Export every candle of a chain and interval by UTC day into the corpus tree."""
+    fmt = format.value
+    try:
+        from .corpus import export_corpus, read_mints
+        from .render import progress_bar, render_corpus
+
+        with progress_bar(enabled=fmt != "json") as progress:
+            result = export_corpus(
+                interval=interval, date_from=date_from, date_to=date_to, source=source,
+                table=table, chain=chain, data_root=data_root, compression=compression,
+                target_file_mb=target_file_mb, mints=read_mints(mints) if mints else None,
+                progress=progress,
+            )
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc, fmt)
+    if fmt == "json":
+        typer.echo(json.dumps(result.to_json(), sort_keys=True))
+    else:
+        render_corpus(result)
+
+
+@app.command()
 def verify(run_dir: Path = typer.Argument(..., help="A run directory (or corpus root).")) -> None:
     """Recompute every hash and row count of a sealed run; exit 1 on any mismatch."""
     try:

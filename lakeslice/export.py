@@ -23,7 +23,7 @@ from .lake.manifest import (
     exporter,
     files_section,
 )
-from .lake.writer import FileEntry, write_file, write_parts
+from .lake.writer import FileEntry, write_buckets, write_file
 from .sources import CandleRequest, Source, open_source, retryable
 from .spec import (
     InputError,
@@ -189,7 +189,7 @@ def export_run_slices(
     owns_source = not hasattr(source, "fetch")
     src: Source = open_source(source, table=table, data_root=data_root) if owns_source else source
     try:
-        with Commit(final, overwrite=overwrite) as commit:
+        with Commit(final, overwrite=overwrite, work_root=layout.lake_dir(data_root)) as commit:
             files, coverage_df, fetched = _write_data(commit.staging, alerts_df, src, spec, progress)
             alerts_entry = write_file(
                 commit.staging, layout.ALERTS, alerts_df, compression=spec.compression
@@ -219,18 +219,23 @@ def _load_alerts(alerts: str | Path | pl.DataFrame) -> tuple[pl.DataFrame, str]:
 # Data
 
 
-def bucket_groups(ranges: pl.DataFrame, interval_s: int, group_rows: int = GROUP_ROWS) -> list[list[str]]:
-    """Consecutive buckets whose estimated candle rows add up to about ``group_rows``.
-
-    Depends only on the ranges, so the grouping (and the output) is the same on every run.
-    """
+def range_rows(ranges: pl.DataFrame, interval_s: int) -> pl.DataFrame:
+    """Estimated candle rows per mint of the merged ranges: ``mint_bucket, rows``."""
     width_ms = interval_s * 1000
-    per_bucket = (
-        ranges.group_by("mint_bucket")
-        .agg(((pl.col("end_ms") - pl.col("start_ms")) // width_ms).sum().alias("rows"))
-        .sort("mint_bucket")
-    )
-    # group number = running total of estimated rows // group_rows (no Python loop over rows)
+    return ranges.select("mint_bucket", rows=(pl.col("end_ms") - pl.col("start_ms")) // width_ms)
+
+
+def bucket_groups(estimates: pl.DataFrame, group_rows: int = GROUP_ROWS) -> list[list[str]]:
+    """Consecutive buckets whose estimated rows (``mint_bucket, rows``) add up to ~group_rows.
+
+    Depends only on the estimates, so the grouping is the same on every run; and each bucket
+    lies in exactly one group, so the grouping never changes the files written.
+
+    >>> bucket_groups(pl.DataFrame({"mint_bucket": ["00", "01", "02"], "rows": [5, 5, 5]}), 10)
+    [['00', '01'], ['02']]
+    """
+    per_bucket = estimates.group_by("mint_bucket").agg(pl.col("rows").sum()).sort("mint_bucket")
+    # group number = rows before this bucket // group_rows (no Python loop over rows)
     grouped = per_bucket.with_columns(
         group=(pl.col("rows").cum_sum() - pl.col("rows")) // max(group_rows, 1)
     )
@@ -254,7 +259,7 @@ def _write_data(
     )
     buckets = windows.select("mint", "mint_bucket").unique()
     ranges = merge_windows(windows).join(buckets.lazy(), on="mint").collect()
-    groups = bucket_groups(ranges, spec.interval_s)
+    groups = bucket_groups(range_rows(ranges, spec.interval_s))
     files: list[FileEntry] = []
     coverages: list[pl.DataFrame] = []
     fetched = written = 0
@@ -265,14 +270,10 @@ def _write_data(
         fetched += frame.height
         cov, slices = _group_outputs(frame, g_windows, buckets, spec, src.label)
         coverages.append(cov)
-        for (bucket,), part in slices.partition_by(
-            "mint_bucket", as_dict=True, maintain_order=True, include_key=False
-        ).items():
-            prefix = f"{spec.prefix}/{layout.bucket_dir(bucket)}"
-            files += write_parts(
-                staging, prefix, part, compression=spec.compression, target_bytes=spec.target_bytes
-            )
-            written += part.height
+        files += write_buckets(
+            staging, spec.prefix, slices, compression=spec.compression, target_bytes=spec.target_bytes
+        )
+        written += slices.height
         if progress:
             progress(i + 1, len(groups), written)
     coverage_df = pl.concat(coverages).sort("alert_id") if coverages else _empty_coverage()

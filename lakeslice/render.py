@@ -123,17 +123,25 @@ def render_show(path: Path) -> None:
 
 
 def _render_corpus(path: Path) -> None:
-    from .lake.layout import DAY_SEAL
-    from .lake.manifest import read_manifest
+    from .lake.verify import verify_day
 
     table = Table(title=f"corpus {path}", title_justify="left")
     for col in ("day", "sealed", "files", "rows", "bytes"):
         table.add_column(col)
-    for day in sorted(p for p in path.rglob("date=*") if p.is_dir()):
-        if (day / DAY_SEAL).is_file():
-            m = read_manifest(day, name=DAY_SEAL)
-            table.add_row(day.name[5:], "yes", str(len(m["files"])), f"{m['rows']:,}",
-                          f"{m['bytes']:,}")
-        else:
-            table.add_row(day.name[5:], "[red]no[/]", "-", "-", "-")
+    for day in sorted(p for p in path.rglob("date=*") if p.is_dir() and "_seals" not in p.parts):
+        r = verify_day(day)  # shows what verify would say: sealed and intact, or why not
+        sealed = "yes" if r.ok else f"[red]no[/] ({r.problems[0]})"
+        table.add_row(day.name[5:], sealed, str(r.files), f"{r.rows:,}", f"{r.bytes:,}")
     out.print(table)
+
+
+def render_corpus(result) -> None:
+    table = Table(title=f"corpus {result.root}", title_justify="left")
+    for col in ("day", "files", "rows", "bytes"):
+        table.add_column(col)
+    for d in result.days:
+        table.add_row(d["date"], str(len(d["files"])), f"{d['rows']:,}", f"{d['bytes']:,}")
+    out.print(table)
+    j = result.to_json()
+    out.print(f"{j['total_rows']:,} rows in {result.seconds:.2f}s "
+              f"({j['rows_per_second'] or 0:,} rows/s), {result.rows_fetched:,} fetched")

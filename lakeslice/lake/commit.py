@@ -1,6 +1,7 @@
 """The commit protocol: stage everything, seal last, make it visible with one rename.
 
-A run is written into ``runs/.staging/<name>.<token>/``. Sealing writes ``manifest.json``
+A run is written into ``lake/.staging/<name>.<token>/`` (outside every tree a Parquet reader
+scans, on the same file system so the final rename is atomic). Sealing writes ``manifest.json``
 there (temporary name, fsync, rename) and then renames the staged directory onto
 ``runs/run_id=<id>``; an overwrite swaps old and new with ``renameat2(RENAME_EXCHANGE)`` where
 the kernel has it, so a reader sees the old sealed run or the new one, never a mix. A lock
@@ -42,6 +43,10 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
+def next_seal(seal_path: Path) -> Path:
+    return seal_path.with_name(seal_path.name + ".next")
+
+
 class Commit:
     """Stage a directory that becomes ``final`` atomically when sealed.
 
@@ -54,12 +59,17 @@ class Commit:
     ['a.txt', 'manifest.json']
     """
 
-    def __init__(self, final: Path, *, overwrite: bool, seal_name: str = MANIFEST) -> None:
+    def __init__(
+        self, final: Path, *, overwrite: bool, work_root: Path | None = None, seal_name: str = MANIFEST
+    ) -> None:
         self.final = Path(final)
         self.overwrite = overwrite
         self.seal_name = seal_name
         self.parent = self.final.parent
-        self.staging = self.parent / ".staging" / f"{self.final.name}.{secrets.token_hex(4)}"
+        # staging and locks live under work_root (the lake dir), outside the scanned trees
+        self.work = Path(work_root) if work_root is not None else self.parent
+        self.key = f"{self.parent.name}.{self.final.name}"
+        self.staging = self.work / ".staging" / f"{self.key}.{secrets.token_hex(4)}"
         self._lock_fd: int | None = None
         self.sealed = False
 
@@ -81,13 +91,26 @@ class Commit:
         finally:
             self._unlock()
 
-    def seal(self, manifest: dict) -> None:
-        """Write the seal into the staged directory, then publish it in one rename."""
-        write_json_atomic(self.staging / self.seal_name, manifest)
+    def seal(self, manifest: dict, *, seal_path: Path | None = None) -> None:
+        """Write the seal, then publish the staged directory in one rename.
+
+        ``seal_path`` puts the seal outside the directory (corpus days, so that Parquet readers
+        scanning the tree never meet it). Then the new seal is written as ``<seal>.next``
+        first, the directories are swapped, and ``.next`` is renamed over the seal: after a
+        crash, whichever of the two matches the directory is its seal (see verify.py).
+        """
+        if seal_path is None:
+            write_json_atomic(self.staging / self.seal_name, manifest)
+        else:
+            seal_path.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(next_seal(seal_path), manifest)
         try:
             self._publish()
+            if seal_path is not None:
+                os.replace(next_seal(seal_path), seal_path)
+                fsync_dir(seal_path.parent)
         except OSError as exc:
-            raise RunError(f"{self.final}: cannot publish the sealed run ({exc.strerror})") from exc
+            raise RunError(f"{self.final}: cannot publish the sealed data ({exc.strerror})") from exc
         self.sealed = True
 
     # -- pieces ------------------------------------------------------------------------------
@@ -98,15 +121,16 @@ class Commit:
             if p.exists():
                 break
         try:
-            (self.parent / ".staging").mkdir(parents=True, exist_ok=True)
-            (self.parent / ".locks").mkdir(parents=True, exist_ok=True)
+            self.parent.mkdir(parents=True, exist_ok=True)
+            (self.work / ".staging").mkdir(parents=True, exist_ok=True)
+            (self.work / ".locks").mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InputError(f"{self.parent}: cannot create ({exc.strerror})") from exc
-        if not os.access(self.parent / ".staging", os.W_OK):
+        if not os.access(self.work / ".staging", os.W_OK) or not os.access(self.parent, os.W_OK):
             raise InputError(f"{self.parent}: not writable")
 
     def _lock(self) -> None:
-        path = self.parent / ".locks" / f"{self.final.name}.lock"
+        path = self.work / ".locks" / f"{self.key}.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -124,7 +148,7 @@ class Commit:
 
     def _clean_stale(self) -> None:
         # We hold the lock: any staging or trash of this name belongs to a dead export.
-        for p in (self.parent / ".staging").glob(f"{self.final.name}.*"):
+        for p in (self.work / ".staging").glob(f"{self.key}.*"):
             shutil.rmtree(p, ignore_errors=True)
 
     def _publish(self) -> None:

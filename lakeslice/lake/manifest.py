@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from .. import __version__
+from .. import __version__  # noqa: F401  (set before submodules import)
 from ..spec import RunError
 from .writer import FileEntry
 
@@ -78,12 +78,13 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def read_manifest(run_dir: Path, *, name: str = "manifest.json") -> dict:
-    path = Path(run_dir) / name
+def read_manifest(run_dir: Path, *, seal: Path | None = None) -> dict:
+    """The seal of a run (``manifest.json`` inside it) or of a corpus day (``seal``)."""
+    path = Path(seal) if seal is not None else Path(run_dir) / "manifest.json"
     if not Path(run_dir).is_dir():
         raise RunError(f"{run_dir}: no such run directory")
     if not path.is_file():
-        raise RunError(f"{run_dir}: unsealed (no {name}); readers refuse it")
+        raise RunError(f"{run_dir}: unsealed (no {path.name}); readers refuse it")
     try:
         return json.loads(path.read_text("utf-8"))
     except (OSError, ValueError) as exc:

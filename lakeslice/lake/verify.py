@@ -35,13 +35,14 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def verify_dir(run_dir: str | Path, *, seal_name: str = "manifest.json") -> VerifyReport:
+def verify_dir(run_dir: str | Path, *, seal: Path | None = None) -> VerifyReport:
     """Recompute each listed file's size, sha256 and row count; list unlisted Parquet files.
 
     Raises RunError when the directory is not sealed.
     """
     run_dir = Path(run_dir)
-    manifest = read_manifest(run_dir, name=seal_name)
+    manifest = read_manifest(run_dir, seal=seal)
+    seal_name = Path(seal).name if seal is not None else "manifest.json"
     report = VerifyReport(run_dir)
     listed = manifest.get("files", [])
     entries = [FileEntry(**f) for f in listed]
@@ -83,18 +84,25 @@ def _check(run_dir: Path, entry: FileEntry) -> str | None:
 
 def verify_path(path: str | Path) -> list[VerifyReport]:
     """A run directory, or every day of a corpus tree (unsealed days reported as problems)."""
-    from .layout import DAY_SEAL, MANIFEST
+    from .layout import MANIFEST
 
     path = Path(path)
     if (path / MANIFEST).is_file() or not path.is_dir():
         return [verify_dir(path)]
-    days = sorted(p for p in path.rglob("date=*") if p.is_dir())
+    days = sorted(p for p in path.rglob("date=*") if p.is_dir() and "_seals" not in p.parts)
     if not days:
         return [verify_dir(path)]  # raises: unsealed run directory
-    reports = []
-    for day in days:
-        if (day / DAY_SEAL).is_file():
-            reports.append(verify_dir(day, seal_name=DAY_SEAL))
-        else:
-            reports.append(VerifyReport(day, problems=[f"{day.name}: unsealed (no {DAY_SEAL})"]))
-    return reports
+    return [verify_day(day) for day in days]
+
+
+def verify_day(day: Path) -> VerifyReport:
+    """A corpus day against its seal; after a crash mid-publish, the pending seal may hold."""
+    from .commit import next_seal
+    from .layout import day_seal
+
+    seal = day_seal(day)
+    candidates = [p for p in (seal, next_seal(seal)) if p.is_file()]
+    if not candidates:
+        return VerifyReport(day, problems=[f"{day.name}: unsealed (no {seal.name})"])
+    reports = [verify_dir(day, seal=p) for p in candidates]
+    return next((r for r in reports if r.ok), reports[0])

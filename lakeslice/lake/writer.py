@@ -106,3 +106,20 @@ def write_parts(
         write_file(root, f"{prefix}/{part_name(i)}", frame.slice(off, n), compression=compression)
         for i, (off, n) in enumerate(points)
     ]
+
+
+def write_buckets(
+    root: Path, prefix: str, frame: pl.DataFrame, *, compression: str, target_bytes: int
+) -> list[FileEntry]:
+    """Write each ``mint_bucket`` of an ordered frame as ``prefix/mint_bucket=xx/part-NNNN``.
+
+    The ``mint_bucket`` column goes into the directory name, not into the files.
+    """
+    from .layout import bucket_dir
+
+    files: list[FileEntry] = []
+    parts = frame.partition_by("mint_bucket", as_dict=True, maintain_order=True, include_key=False)
+    for (bucket,), part in sorted(parts.items()):
+        where = f"{prefix}/{bucket_dir(bucket)}" if prefix else bucket_dir(bucket)
+        files += write_parts(root, where, part, compression=compression, target_bytes=target_bytes)
+    return files

@@ -58,6 +58,18 @@ class ParquetSource:
         )
         return lf, keys
 
+    def mint_counts(self, *, chain: str, interval_s: int, start_ms: int, end_ms: int) -> pl.DataFrame:
+        request = CandleRequest(chain, interval_s, None, start_ms, end_ms)
+        lf, keys = self.scan(interval_s)
+        candles = normalize_candles(_prune(lf, keys, request), chain=chain, interval_s=interval_s)
+        return (
+            candles.filter(pl.col("ts_ms").is_between(start_ms, end_ms - 1))
+            .group_by("mint")
+            .agg(rows=pl.len().cast(pl.Int64))
+            .sort("mint")
+            .collect()
+        )
+
     def fetch(self, request: CandleRequest) -> Iterator[pa.RecordBatch]:
         lf, keys = self.scan(request.interval_s)
         lf = _prune(lf, keys, request)
