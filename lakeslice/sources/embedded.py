@@ -1,0 +1,258 @@
+"""Candles from embedded ClickHouse (chdb) at ``chdb://PATH`` (SPEC §2).
+
+Same SQL as the server source (``clickhouse.candle_query``). User values travel as data: the
+request's ranges and parameters are written into session temporary tables as Arrow IPC bytes
+(``send_insert(..., "ArrowStream")``), never into SQL text. chdb's ``{name:Type}`` parameters
+are not used for user values: they are parsed in ClickHouse's escaped text format, so a mint
+containing ``\\t`` would arrive as a tab. Results stream as Arrow chunks (``send_query(...,
+"Arrow")``) and become CANDLE_SCHEMA batches.
+
+chdb limits (4.4): one data path per process at a time (open sources on another path fail until
+closed), and one streaming query at a time per session: consume or close a ``fetch`` before
+the next one.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+
+from lakeslice.sources.base import CandleRequest
+from lakeslice.sources.clickhouse import (
+    PARAMS_STRUCTURE,
+    PARAMS_TABLE,
+    RANGES_STRUCTURE,
+    RANGES_TABLE,
+    TableInfo,
+    candle_query,
+    check_identifier,
+    count_query,
+    counts_frame,
+    request_data,
+    table_info,
+    to_candle_batch,
+)
+from lakeslice.spec import RunError
+
+__all__ = ["ChdbSource", "seed_chdb", "QUANTBOT_DDL_COLUMNS"]
+
+QUANTBOT_DDL_COLUMNS = (
+    "token_address String, chain String, timestamp {ts}, interval_seconds UInt32,"
+    " open Float64, high Float64, low Float64, close Float64, volume Float64{ver}"
+)
+# chdb's Arrow output is lz4-compressed by default: in-process that only costs time (~1.5x).
+_ARROW_SETTINGS = " SETTINGS output_format_arrow_compression_method = 'none'"
+
+
+def _open_session(path: str | Path):
+    from chdb import session
+
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return session.Session(str(path))
+
+
+def _arrow_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def _insert_arrow(sess, target: str, table: pa.Table) -> None:
+    """``INSERT INTO target`` from Arrow data (``target`` is fixed or validated text)."""
+    if table.num_rows == 0:
+        return
+    inserter = sess.send_insert(f"INSERT INTO {target}", "ArrowStream")
+    inserter.append(_arrow_bytes(table))
+    inserter.finish()
+
+
+def _stream_batches(stream) -> Iterator[pa.RecordBatch]:
+    """The record batches of each Arrow chunk of a chdb streaming result, as they come."""
+    while (chunk := stream.fetch()) is not None:
+        data = chunk.bytes()
+        if not data:
+            continue
+        reader = pa.ipc.open_file(data)
+        for i in range(reader.num_record_batches):
+            batch = reader.get_batch(i)
+            if batch.num_rows:
+                yield batch
+
+
+def _temp_table(sess, name: str, structure: list[tuple[str, str]]) -> None:
+    cols = ", ".join(f"{c} {t}" for c, t in structure)
+    sess.query(f"DROP TEMPORARY TABLE IF EXISTS {name}")
+    sess.query(f"CREATE TEMPORARY TABLE {name} ({cols})")
+
+
+class ChdbSource:
+    """``chdb://PATH`` candles: a chdb session at PATH, opened on first use."""
+
+    kind = "chdb"
+
+    def __init__(self, path: str | Path, *, table: str = "ohlcv_candles", database: str = "default"):
+        self.path = Path(path)
+        self.database = check_identifier(database, "database")
+        self.table = check_identifier(table, "table")
+        self.label = f"chdb:{self.database}.{self.table}"
+        self._session = None
+        self._info: TableInfo | None = None
+
+    @classmethod
+    def from_url(cls, url: str, *, table: str = "ohlcv_candles", database: str = "default"):
+        path = url[len("chdb://") :] if url.startswith("chdb://") else url
+        return cls(path, table=table, database=database)
+
+    @property
+    def where(self) -> str:
+        # The basename only: errors and manifests must not name the machine's directories.
+        return f"chdb {self.path.name or 'chdb'} {self.database}.{self.table}"
+
+    def snapshot(self) -> dict:
+        return {"kind": self.kind, "host": "embedded", "database": self.database, "table": self.table}
+
+    def _sess(self):
+        if self._session is None:
+            try:
+                self._session = _open_session(self.path)
+            except Exception as exc:
+                raise RunError(f"{self.where}: cannot open: {_one_line(exc)}") from None
+        return self._session
+
+    def describe(self) -> TableInfo:
+        if self._info is None:
+            try:
+                sess = self._sess()
+                version = str(sess.query("SELECT version()", "CSV")).strip().strip('"')
+                # Validated identifiers only ([A-Za-z0-9_]): safe in chdb's escaped parameters.
+                found = sess.query(
+                    "SELECT name, type FROM system.columns"
+                    " WHERE database = {db:String} AND table = {tbl:String}",
+                    "ArrowTable",
+                    params={"db": self.database, "tbl": self.table},
+                )
+            except RunError:
+                raise
+            except Exception as exc:
+                raise RunError(f"{self.where}: cannot read the table schema: {_one_line(exc)}") from None
+            columns = dict(zip(found.column(0).to_pylist(), found.column(1).to_pylist(), strict=True))
+            self._info = table_info(columns, self.where, version)
+        return self._info
+
+    def fetch(self, request: CandleRequest) -> Iterator[pa.RecordBatch]:
+        info = self.describe()
+        data = request_data(request)
+        if data.ranges is not None and not len(data.mints):
+            return
+        sql = candle_query(self.database, self.table, info, windows=data.ranges is not None)
+        for batch in self._stream(sql, data):
+            yield to_candle_batch(batch, data.mints, info.has_ver)
+
+    def mint_counts(self, *, chain: str, interval_s: int, start_ms: int, end_ms: int) -> pl.DataFrame:
+        info = self.describe()
+        data = request_data(CandleRequest(chain, interval_s, None, start_ms, end_ms))
+        return counts_frame(list(self._stream(count_query(self.database, self.table, info), data)))
+
+    def _stream(self, sql: str, data) -> Iterator[pa.RecordBatch]:
+        sess = self._sess()
+        stream = None
+        try:
+            _temp_table(sess, PARAMS_TABLE, PARAMS_STRUCTURE)
+            _insert_arrow(sess, PARAMS_TABLE, _as_arrow(data.params, PARAMS_STRUCTURE))
+            if data.ranges is not None:
+                _temp_table(sess, RANGES_TABLE, RANGES_STRUCTURE)
+                _insert_arrow(sess, RANGES_TABLE, _as_arrow(data.ranges, RANGES_STRUCTURE))
+            stream = sess.send_query(sql + _ARROW_SETTINGS, "Arrow")
+            yield from _stream_batches(stream)
+        except GeneratorExit:
+            raise
+        except Exception as exc:
+            raise RunError(f"{self.where}: query failed: {_one_line(exc)}") from None
+        finally:
+            if stream is not None:
+                stream.close()
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def __enter__(self) -> ChdbSource:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+_ARROW_TYPES = {"String": pa.string(), "Int32": pa.int32(), "Int64": pa.int64(), "UInt32": pa.uint32()}
+
+
+def _as_arrow(columns: dict, structure: list[tuple[str, str]]) -> pa.Table:
+    return pa.table({c: pa.array(columns[c], type=_ARROW_TYPES[t]) for c, t in structure})
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split("Stack trace")[0].split())
+    return text[:400] or type(exc).__name__
+
+
+def seed_chdb(
+    path: str | Path,
+    rows: pl.DataFrame | pa.Table,
+    *,
+    table: str = "ohlcv_candles",
+    database: str = "default",
+    timestamp_type: str = "DateTime",
+    order_by: str = "(token_address, interval_seconds, timestamp)",
+    replace: bool = True,
+) -> int:
+    """Create the QuantBot table in chdb at ``path`` and load ``rows`` (Arrow data, no SQL values).
+
+    ``rows`` has the QuantBot columns (``ver`` optional); ``timestamp`` is a datetime or integer
+    epoch seconds. ``timestamp_type`` and ``order_by`` are trusted DDL text, e.g. ``DateTime64(3)``.
+    """
+    check_identifier(database, "database")
+    check_identifier(table, "table")
+    data = _seed_frame(rows)
+    ver = ", ver UInt64" if "ver" in data.columns else ""
+    target = f"`{database}`.`{table}`"
+    sess = _open_session(path)
+    try:
+        sess.query(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+        if replace:
+            sess.query(f"DROP TABLE IF EXISTS {target}")
+        sess.query(
+            f"CREATE TABLE IF NOT EXISTS {target} ("
+            + QUANTBOT_DDL_COLUMNS.format(ts=timestamp_type, ver=ver)
+            + f") ENGINE = MergeTree() ORDER BY {order_by}"
+        )
+        _insert_arrow(sess, f"{target} ({', '.join(data.columns)})", data.to_arrow())
+    finally:
+        sess.close()
+    return data.height
+
+
+def _seed_frame(rows: pl.DataFrame | pa.Table) -> pl.DataFrame:
+    frame = rows if isinstance(rows, pl.DataFrame) else pl.from_arrow(rows)
+    dtype, ts = frame.schema["timestamp"], pl.col("timestamp")
+    if dtype.is_integer():
+        ts = pl.from_epoch(ts, time_unit="s").dt.replace_time_zone("UTC")
+    elif getattr(dtype, "time_zone", None):
+        ts = ts.dt.convert_time_zone("UTC")
+    else:  # naive datetimes are UTC
+        ts = ts.dt.replace_time_zone("UTC")
+    cols = [
+        pl.col("token_address").cast(pl.String),
+        pl.col("chain").cast(pl.String),
+        ts.cast(pl.Datetime("ms", "UTC")),
+        pl.col("interval_seconds").cast(pl.UInt32),
+        *(pl.col(c).cast(pl.Float64) for c in ("open", "high", "low", "close", "volume")),
+    ]
+    if "ver" in frame.columns:
+        cols.append(pl.col("ver").cast(pl.UInt64))
+    return frame.select(cols)

@@ -1,0 +1,341 @@
+"""ClickHouseSource against a real server (tests/chserver.py): exact rows, values as data, errors."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import polars as pl
+import pyarrow as pa
+import pytest
+from chserver import ClickHouseServer
+from conftest import load_candles
+
+from lakeslice.sources.base import CANDLE_SCHEMA, CandleRequest
+from lakeslice.sources.clickhouse import ClickHouseSource, SourceConnectionError, parse_url
+from lakeslice.spec import InputError, RunError
+
+PASSWORD = "s3cret-pw"
+HOSTILE = "O'Brien\\'); DROP TABLE ohlcv_candles; --"
+MINTS = [
+    "So11111111111111111111111111111111111111112",
+    HOSTILE,
+    "tab\there",
+    'quo"te`back`tick',
+    "ünïcødé 🚀 ミント",
+    " ",
+    "back\\slash\nnewline",
+]
+T0 = 1_700_000_040  # a minute boundary, epoch seconds
+
+
+def make_rows(n_minutes: int = 240) -> list[dict]:
+    """Candles of several mints, chains and intervals, with duplicate keys (ver decides)."""
+    rows = []
+    for m, mint in enumerate(MINTS):
+        for i in range(n_minutes):
+            for chain, interval in (("solana", 60), ("solana", 300), ("ethereum", 60)):
+                if interval == 300 and i % 5:
+                    continue
+                px = 1.0 + m + i / 1000 + (0.5 if chain == "ethereum" else 0) + interval / 1e6
+                rows.append(_row(mint, chain, T0 + 60 * i, interval, px, ver=1))
+            if i % 7 == 0:  # a re-ingested duplicate with another version and other values
+                rows.append(_row(mint, "solana", T0 + 60 * i, 60, 100.0 + m + i, ver=2))
+    return rows
+
+
+def _row(mint, chain, ts, interval, px, *, ver):
+    return {
+        "token_address": mint,
+        "chain": chain,
+        "timestamp": ts,
+        "interval_seconds": interval,
+        "open": px,
+        "high": px * 1.01,
+        "low": px * 0.99,
+        "close": px + 0.001,
+        "volume": px * 10,
+        "ver": ver,
+    }
+
+
+def make_ranges() -> pl.DataFrame:
+    """Disjoint half-open ms ranges per mint, some not on second boundaries."""
+    out = []
+    for m, mint in enumerate(MINTS):
+        base = (T0 + 60 * (3 * m)) * 1000
+        out += [
+            (mint, base, base + 10 * 60_000),
+            (mint, base + 30 * 60_000 + 500, base + 45 * 60_000 - 1),
+            (mint, base + 100 * 60_000 - 30_000, base + 100 * 60_000 + 1),
+        ]
+    out.append(("mint-without-candles", T0 * 1000, (T0 + 3600) * 1000))
+    frame = pl.DataFrame(out, schema=["mint", "start_ms", "end_ms"], orient="row")
+    return frame.sort("mint", "start_ms")
+
+
+def reference(rows, ranges: pl.DataFrame, chain="solana", interval=60, with_ver=True) -> Counter:
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for mint, lo, hi in ranges.iter_rows():
+        spans.setdefault(mint, []).append((lo, hi))
+    want = Counter()
+    for r in rows:
+        ts_ms = r["timestamp"] * 1000
+        if r["chain"] != chain or r["interval_seconds"] != interval:
+            continue
+        if any(lo <= ts_ms < hi for lo, hi in spans.get(r["token_address"], ())):
+            want[_key(r["token_address"], ts_ms, r, r["ver"] if with_ver else 0)] += 1
+    return want
+
+
+def _key(mint, ts_ms, r, ver):
+    return (mint, ts_ms, r["open"], r["high"], r["low"], r["close"], r["volume"], ver)
+
+
+def fetched(source, request) -> Counter:
+    batches = list(source.fetch(request))
+    for b in batches:
+        assert b.schema.names == CANDLE_SCHEMA.names
+        assert b.schema.field("ts_ms").type == pa.int64()
+    if not batches:
+        return Counter()
+    table = pa.Table.from_batches(batches)
+    table = table.set_column(0, "mint", table.column("mint").cast(pa.string()))
+    return Counter(_key(r["mint"], r["ts_ms"], r, r["ver"]) for r in table.to_pylist())
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return make_rows()
+
+
+@pytest.fixture(scope="module")
+def candles(clickhouse_server, rows):
+    load_candles(clickhouse_server, "lake", "ohlcv_candles", rows, with_ver=True)
+    plain = [{k: v for k, v in r.items() if k != "ver"} for r in rows]
+    load_candles(clickhouse_server, "lake", "no_ver", plain)
+    load_candles(clickhouse_server, "lake", "other_key", rows, order_by="(chain, timestamp)", with_ver=True)
+    return clickhouse_server
+
+
+def source(server, table="ohlcv_candles", database="lake", **kw):
+    return ClickHouseSource.from_url(server.url(database, **kw), table=table)
+
+
+def test_fetch_is_exactly_the_rows_in_range(candles, rows):
+    ranges = make_ranges()
+    with source(candles) as src:
+        got = fetched(src, CandleRequest("solana", 60, ranges))
+        assert got == reference(rows, ranges)
+        assert sum(got.values()) > 150 and {k[0] for k in got} == set(MINTS)
+        assert {k[7] for k in got} == {1, 2}  # duplicates of both versions are all returned
+        # the same source answers again (connection reuse, cached schema)
+        assert fetched(src, CandleRequest("ethereum", 60, ranges)) == reference(
+            rows, ranges, chain="ethereum"
+        )
+        assert fetched(src, CandleRequest("solana", 300, ranges)) == reference(rows, ranges, interval=300)
+
+
+def test_table_without_ver_yields_zero(candles, rows):
+    ranges = make_ranges()
+    with source(candles, table="no_ver") as src:
+        assert fetched(src, CandleRequest("solana", 60, ranges)) == reference(rows, ranges, with_ver=False)
+
+
+def test_other_sorting_key_same_rows(candles, rows):
+    ranges = make_ranges()
+    with source(candles, table="other_key") as src:
+        assert fetched(src, CandleRequest("solana", 60, ranges)) == reference(rows, ranges)
+
+
+def test_hostile_mints_are_data_and_the_table_survives(candles, rows):
+    ranges = pl.DataFrame({"mint": [HOSTILE], "start_ms": [T0 * 1000], "end_ms": [(T0 + 86400) * 1000]})
+    with source(candles) as src:
+        got = fetched(src, CandleRequest("solana", 60, ranges))
+        assert got == reference(rows, ranges) and got
+        assert {k[0] for k in got} == {HOSTILE}
+        # hostile chain: no rows, no error
+        assert fetched(src, CandleRequest("sol'; DROP TABLE ohlcv_candles; --", 60, ranges)) == {}
+    client = candles.client()
+    assert client.execute("EXISTS TABLE lake.ohlcv_candles") == [(1,)]
+    assert client.execute("SELECT count() FROM lake.ohlcv_candles") == [(len(rows),)]
+
+
+def test_mint_column_is_dictionary_over_request_mints(candles):
+    ranges = make_ranges()
+    with source(candles) as src:
+        batch = next(iter(src.fetch(CandleRequest("solana", 60, ranges))))
+    assert pa.types.is_dictionary(batch.schema.field("mint").type)
+    assert set(batch.column("mint").dictionary.to_pylist()) == set(ranges["mint"].to_list())
+
+
+def test_empty_request_yields_nothing(candles):
+    empty = pl.DataFrame(schema={"mint": pl.String, "start_ms": pl.Int64, "end_ms": pl.Int64})
+    with source(candles) as src:
+        assert list(src.fetch(CandleRequest("solana", 60, empty))) == []
+
+
+def test_corpus_mode_all_mints_between_bounds(candles, rows):
+    lo, hi = (T0 + 600) * 1000 + 1, (T0 + 7200) * 1000
+    with source(candles) as src:
+        got = fetched(src, CandleRequest("solana", 60, None, start_ms=lo, end_ms=hi))
+        everything = fetched(src, CandleRequest("solana", 60, None))
+    spans = pl.DataFrame({"mint": MINTS, "start_ms": [lo] * len(MINTS), "end_ms": [hi] * len(MINTS)})
+    assert got == reference(rows, spans)
+    assert sum(everything.values()) == sum(
+        1 for r in rows if r["chain"] == "solana" and r["interval_seconds"] == 60
+    )
+
+
+def test_many_blocks_stream(clickhouse_server):
+    n_mints, per = 50, 3000
+    big = [
+        _row(f"m{m:03d}", "solana", T0 + 60 * i, 60, float(i), ver=0)
+        for m in range(n_mints)
+        for i in range(per)
+    ]
+    load_candles(clickhouse_server, "lake", "big", big)
+    ranges = pl.DataFrame(
+        {
+            "mint": [f"m{m:03d}" for m in range(n_mints)],
+            "start_ms": [T0 * 1000] * n_mints,
+            "end_ms": [(T0 + 60 * per) * 1000] * n_mints,
+        }
+    )
+    with source(clickhouse_server, table="big") as src:
+        batches = list(src.fetch(CandleRequest("solana", 60, ranges)))
+    assert sum(b.num_rows for b in batches) == n_mints * per
+    assert len(batches) > 1
+
+
+# -- URLs and credentials -----------------------------------------------------------------------
+
+
+def test_parse_url():
+    args = parse_url("clickhouses://us%40er:p%40ss%2Fw@db.example:9441/quant")
+    assert (args["host"], args["port"], args["database"]) == ("db.example", 9441, "quant")
+    assert (args["user"], args["password"], args["secure"]) == ("us@er", "p@ss/w", True)
+    assert parse_url("clickhouses://h/db")["port"] == 9440
+    assert parse_url("clickhouse://h/db")["port"] == 9000
+    assert parse_url("clickhouse://h")["database"] == "default"
+    with pytest.raises(InputError):
+        parse_url("http://h/db")
+    with pytest.raises(InputError) as err:
+        ClickHouseSource.from_url("clickhouse://u:pw@h/bad-db")
+    assert "pw" not in str(err.value).replace("bad-db", "")
+
+
+def test_label_and_snapshot_have_no_secret(clickhouse_server):
+    src = source(clickhouse_server, user="lake", password=PASSWORD)
+    assert src.label == "clickhouse:lake.ohlcv_candles"
+    snap = src.snapshot()
+    assert snap["kind"] == "clickhouse" and snap["database"] == "lake"
+    assert snap["table"] == "ohlcv_candles" and PASSWORD not in repr(snap)
+    assert PASSWORD not in repr(src.__dict__.get("label"))
+
+
+def test_password_user_can_read(candles, rows):
+    ranges = make_ranges()
+    with source(candles, user="lake", password=PASSWORD) as src:
+        assert fetched(src, CandleRequest("solana", 60, ranges)) == reference(rows, ranges)
+
+
+def test_credentials_from_environment(candles, rows, monkeypatch):
+    monkeypatch.setenv("LAKESLICE_CLICKHOUSE_USER", "lake")
+    monkeypatch.setenv("LAKESLICE_CLICKHOUSE_PASSWORD", PASSWORD)
+    ranges = make_ranges()
+    with source(candles) as src:
+        assert src.user == "lake"
+        assert fetched(src, CandleRequest("solana", 60, ranges)) == reference(rows, ranges)
+    monkeypatch.setenv("LAKESLICE_CLICKHOUSE_PASSWORD", "wrong-" + PASSWORD)
+    with source(candles) as src, pytest.raises(RunError) as err:
+        list(src.fetch(CandleRequest("solana", 60, ranges)))
+    assert PASSWORD not in str(err.value)
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+def _run_error(src) -> str:
+    with pytest.raises(RunError) as err:
+        list(src.fetch(CandleRequest("solana", 60, make_ranges())))
+    src.close()
+    message = str(err.value)
+    assert "\n" not in message and PASSWORD not in message
+    return message
+
+
+def test_missing_table(candles):
+    msg = _run_error(source(candles, table="nope", user="lake", password=PASSWORD))
+    assert f"127.0.0.1:{candles.port}" in msg and "lake.nope" in msg and "not found" in msg
+
+
+def test_missing_database(candles):
+    msg = _run_error(source(candles, database="nodb", user="lake", password=PASSWORD))
+    assert "nodb.ohlcv_candles" in msg and "not found" in msg
+
+
+def test_missing_columns(candles):
+    client = candles.client()
+    client.execute("DROP TABLE IF EXISTS lake.partial")
+    client.execute(
+        "CREATE TABLE lake.partial (token_address String, timestamp DateTime, open Float64)"
+        " ENGINE = MergeTree() ORDER BY token_address"
+    )
+    msg = _run_error(source(candles, table="partial", user="lake", password=PASSWORD))
+    assert "lake.partial" in msg and "chain" in msg and "interval_seconds" in msg
+
+
+def test_wrong_password(candles):
+    src = source(candles, user="lake", password="not-" + PASSWORD)
+    msg = _run_error(src)
+    assert "authentication" in msg and "lake.ohlcv_candles" in msg
+    assert f"127.0.0.1:{candles.port}" in msg
+
+
+def test_unreachable_port_is_a_connection_error():
+    from chserver import free_port
+
+    port = free_port()
+    src = ClickHouseSource.from_url(f"clickhouse://lake:{PASSWORD}@127.0.0.1:{port}/lake")
+    with pytest.raises(SourceConnectionError) as err:
+        list(src.fetch(CandleRequest("solana", 60, make_ranges())))
+    msg = str(err.value)
+    assert f"127.0.0.1:{port}" in msg and "lake.ohlcv_candles" in msg and PASSWORD not in msg
+
+
+def test_server_dies_mid_stream_then_recovers(tmp_path):
+    """A killed server mid-stream is a SourceConnectionError; after restart the source works."""
+    with ClickHouseServer(tmp_path / "ch") as server:
+        n_mints, per = 40, 20_000
+        client = server.client()
+        client.execute("CREATE DATABASE lake")
+        client.execute(
+            "CREATE TABLE lake.ohlcv_candles (token_address String, chain String,"
+            " timestamp DateTime, interval_seconds UInt32, open Float64, high Float64,"
+            " low Float64, close Float64, volume Float64)"
+            " ENGINE = MergeTree() ORDER BY (token_address, interval_seconds, timestamp)"
+        )
+        # Bulk rows generated server-side from fixed text (no user values involved).
+        client.execute(
+            "INSERT INTO lake.ohlcv_candles SELECT concat('m', toString(number % 40)), 'solana',"
+            f" toDateTime({T0} + 60 * intDiv(number, 40)), 60, number, number, number, number,"
+            f" number FROM system.numbers LIMIT {n_mints * per}"
+        )
+        client.disconnect()
+        mints = [f"m{m}" for m in range(n_mints)]
+        ranges = pl.DataFrame(
+            {"mint": mints, "start_ms": [0] * n_mints, "end_ms": [(T0 + 60 * per) * 1000] * n_mints}
+        ).sort("mint")
+        src = ClickHouseSource.from_url(server.url("lake", "lake", PASSWORD))
+        stream = src.fetch(CandleRequest("solana", 60, ranges))
+        first = next(stream)
+        assert first.num_rows > 0
+        server.kill()
+        with pytest.raises(SourceConnectionError) as err:
+            for _ in stream:
+                pass
+        assert f"127.0.0.1:{server.port}" in str(err.value) and PASSWORD not in str(err.value)
+        server.start()
+        total = sum(b.num_rows for b in src.fetch(CandleRequest("solana", 60, ranges)))
+        assert total == n_mints * per
+        src.close()
