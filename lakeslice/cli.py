@@ -158,7 +158,12 @@ def export(
     flags["format"] = format.value if format else None
     fmt = "json" if (flags["format"] == "json") else "table"
     try:
-        opts = _merge(flags, _load_config(config))
+        loaded = _load_config(config)
+        # FIX: a config's "format": "json" must also shape errors raised while merging
+        # (e.g. a missing --window); fmt was only set after _merge succeeded.
+        if flags["format"] is None and loaded.get("format") == "json":
+            fmt = "json"
+        opts = _merge(flags, loaded)
         fmt = opts["format"]
         if fmt not in ("table", "json"):
             raise InputError(f"format {fmt!r}: expected table or json")

@@ -15,6 +15,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import re
 import secrets
 import shutil
 from pathlib import Path
@@ -148,8 +149,12 @@ class Commit:
 
     def _clean_stale(self) -> None:
         # We hold the lock: any staging or trash of this name belongs to a dead export.
+        # FIX: match only "<key>.<8 hex>[.old]": a bare "<key>.*" also matched the live staging
+        # of another run whose id extends this one with a dot (run "a" vs run "a.b").
+        own = re.compile(re.escape(self.key) + r"\.[0-9a-f]{8}(\.old)?")
         for p in (self.work / ".staging").glob(f"{self.key}.*"):
-            shutil.rmtree(p, ignore_errors=True)
+            if own.fullmatch(p.name):
+                shutil.rmtree(p, ignore_errors=True)
 
     def _publish(self) -> None:
         if not self.final.exists():

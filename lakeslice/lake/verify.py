@@ -54,9 +54,14 @@ def verify_dir(run_dir: str | Path, *, seal: Path | None = None) -> VerifyReport
         report.rows += entry.rows
         report.bytes += entry.bytes
     names = {e.path for e in entries}
-    for p in sorted(run_dir.rglob("*.parquet")):
+    # FIX: every unlisted file counts, judged relative to the run dir. Before, only non-hidden
+    # *.parquet were checked and hidden-ness was judged on the absolute parts, so a run under
+    # '..', '.cache' or '_x' never reported one; and Polars' scan_parquet of a directory fails on
+    # any other file in it (even '.x.crc' or '_SUCCESS'), so those break readers too.
+    own_seal = {seal_name} if seal is None else set()
+    for p in sorted(run_dir.rglob("*")):
         rel = p.relative_to(run_dir).as_posix()
-        if rel not in names and not any(part.startswith((".", "_")) for part in p.parts):
+        if p.is_file() and rel not in names and rel not in own_seal:
             report.problems.append(f"{rel}: not listed in the seal")
     if manifest.get("content_sha256") != content_sha256(entries):
         report.problems.append(f"{seal_name}: content_sha256 does not match its files")
