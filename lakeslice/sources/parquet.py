@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ import polars as pl
 import pyarrow as pa
 
 from ..lake.layout import corpus_dir
-from ..spec import InputError, format_interval
+from ..spec import InputError, RunError, format_interval
 from ..transforms import normalize_candles
 from .base import CANDLE_SCHEMA, CandleRequest
 
@@ -60,17 +61,23 @@ class ParquetSource:
 
     def mint_counts(self, *, chain: str, interval_s: int, start_ms: int, end_ms: int) -> pl.DataFrame:
         request = CandleRequest(chain, interval_s, None, start_ms, end_ms)
-        lf, keys = self.scan(interval_s)
-        candles = normalize_candles(_prune(lf, keys, request), chain=chain, interval_s=interval_s)
-        return (
-            candles.filter(pl.col("ts_ms").is_between(start_ms, end_ms - 1))
-            .group_by("mint")
-            .agg(rows=pl.len().cast(pl.Int64))
-            .sort("mint")
-            .collect()
-        )
+        with self._reading(interval_s):
+            lf, keys = self.scan(interval_s)
+            candles = normalize_candles(_prune(lf, keys, request), chain=chain, interval_s=interval_s)
+            return (
+                candles.filter(pl.col("ts_ms").is_between(start_ms, end_ms - 1))
+                .group_by("mint")
+                .agg(rows=pl.len().cast(pl.Int64))
+                .sort("mint")
+                .collect()
+            )
 
     def fetch(self, request: CandleRequest) -> Iterator[pa.RecordBatch]:
+        with self._reading(request.interval_s):
+            table = self._fetch_table(request)
+        yield from table.cast(CANDLE_SCHEMA).to_batches()
+
+    def _fetch_table(self, request: CandleRequest) -> pa.Table:
         lf, keys = self.scan(request.interval_s)
         lf = _prune(lf, keys, request)
         candles = normalize_candles(lf, chain=request.chain, interval_s=request.interval_s)
@@ -84,8 +91,16 @@ class ParquetSource:
             candles = candles.filter(
                 (pl.col("ts_ms") >= request.start_ms) & (pl.col("ts_ms") < request.end_ms)
             )
-        table = candles.select(CANDLE_SCHEMA.names).collect().to_arrow()
-        yield from table.cast(CANDLE_SCHEMA).to_batches()
+        return candles.select(CANDLE_SCHEMA.names).collect().to_arrow()
+
+    @contextlib.contextmanager
+    def _reading(self, interval_s: int):
+        """Turn a corrupt or foreign file into one line naming the source."""
+        try:
+            yield
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise RunError(f"{self._root(interval_s)}: cannot read candles ({first})") from None
 
 
 def _hidden(path: Path, root: Path) -> bool:
