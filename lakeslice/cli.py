@@ -71,6 +71,10 @@ def _main(
         format="lakeslice: %(message)s",
         stream=sys.stderr,
     )
+    # clickhouse_driver logs every failed connect at WARNING with a traceback; our own error
+    # line already says what happened (errors are one line). LAKESLICE_DEBUG=1 shows them.
+    if not os.environ.get("LAKESLICE_DEBUG"):
+        logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)
 
 
 def _fail(exc: BaseException, fmt: str) -> None:
@@ -100,6 +104,19 @@ def _scrub(message: str) -> str:
     return " ".join(redact(word) if "://" in word else word for word in message.split(" "))
 
 
+def _check_config(data: dict[str, Any], config: str) -> None:
+    """The config must fit the shipped schema (unknown keys, wrong JSON types: exit 2)."""
+    import jsonschema
+
+    from . import json_schema
+
+    validator = jsonschema.Draft202012Validator(json_schema("config"))
+    error = next(iter(sorted(validator.iter_errors(data), key=lambda e: list(e.path))), None)
+    if error is not None:
+        where = f"config key {error.path[0]!r}" if error.path else "config"
+        raise InputError(f"{'stdin' if config == '-' else config}: {where}: {error.message}")
+
+
 def _load_config(config: str | None) -> dict[str, Any]:
     if not config:
         return {}
@@ -113,9 +130,6 @@ def _load_config(config: str | None) -> dict[str, Any]:
         raise InputError(f"{'stdin' if config == '-' else config}: config is not JSON ({exc})") from exc
     if not isinstance(data, dict):
         raise InputError(f"{config}: config must be a JSON object")
-    unknown = sorted(set(data) - set(EXPORT_DEFAULTS))
-    if unknown:
-        raise InputError(f"{config}: unknown config key {unknown[0]!r}")
     return data
 
 
@@ -163,6 +177,7 @@ def export(
         # (e.g. a missing --window); fmt was only set after _merge succeeded.
         if flags["format"] is None and loaded.get("format") == "json":
             fmt = "json"
+        _check_config(loaded, config)
         opts = _merge(flags, loaded)
         fmt = opts["format"]
         if fmt not in ("table", "json"):

@@ -52,7 +52,9 @@ class ParquetSource:
         files = sorted(p for p in root.rglob("*.parquet") if not _hidden(p, root))
         if not files:
             raise InputError(f"{root}: no Parquet files")
-        keys = {m.group(1) for part in files[0].relative_to(root).parts if (m := _HIVE_KEY.match(part))}
+        # Polars parses every key=value segment of the paths it is given, the root's own too
+        # (corpus://: .../interval=1m/date=.../mint_bucket=...): the schema must name them all.
+        keys = {m.group(1) for part in files[0].parts if (m := _HIVE_KEY.match(part))}
         schema = {k: pl.String for k in keys}
         lf = pl.scan_parquet(
             [str(f) for f in files], hive_partitioning=bool(keys), hive_schema=schema or None
