@@ -1,0 +1,1 @@
+"""lakeslice benchmark harness: ``python -m benchmarks.run`` (``make bench``)."""

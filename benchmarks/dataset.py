@@ -1,0 +1,283 @@
+"""Deterministic benchmark data at a scale, cached under ``benchmarks/data/scale=<s>/``.
+
+Scale 1 (the default): 2,000 mints x 5,000 one-minute candles (5 % gaps, 1 % duplicate rows
+with other values), 3,000 alerts, window ``pre52_post1000``. Scale multiplies the mints and the
+alerts, so candles and slice rows grow linearly; the candles per mint stay 5,000.
+
+Files of one scale:
+  candles.parquet        source columns, sorted by (token_address, timestamp)
+  alerts.parquet         mint, ts_ms                      (3,000 x scale)
+  alerts_x10.parquet     10 x the alerts over the same candles
+  alerts_subset.parquet  the first 30 alerts (the original exporter's contender)
+  slices.parquet         the expected slice rows (+ mint_bucket), by lakeslice.slice_windows
+  ranges.tsv             merged windows of alerts.parquet (token_address, start_ms, end_ms)
+  chdb/                  embedded ClickHouse seeded with the candles
+  ch/                    a ClickHouse server's root (tests/chserver.py) with the candles loaded
+Generation and loading are never timed. A ``stamp.json`` records what is there, so a second
+run at the same scale reuses it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DATA = HERE / "data"
+
+MINTS = 2_000
+CANDLES_PER_MINT = 5_000
+ALERTS = 3_000
+SUBSET_ALERTS = 30
+INTERVAL = "1m"
+INTERVAL_S = 60
+WINDOW = "pre52_post1000"
+PRE, POST = 52, 1000
+GAP_FRACTION = 0.05
+DUP_FRACTION = 0.01
+CHAIN = "solana"
+TABLE = "ohlcv_candles"
+VERSION = 3  # bump when the generated data changes
+
+CH_DDL = (
+    "CREATE TABLE IF NOT EXISTS default.ohlcv_candles (token_address String, chain String,"
+    " timestamp DateTime, interval_seconds UInt32, open Float64, high Float64, low Float64,"
+    " close Float64, volume Float64)"
+    " ENGINE = MergeTree() ORDER BY (token_address, interval_seconds, timestamp)"
+)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    scale: float
+    dir: Path
+    stamp: dict
+
+    @property
+    def candles(self) -> Path:
+        return self.dir / "candles.parquet"
+
+    @property
+    def alerts(self) -> Path:
+        return self.dir / "alerts.parquet"
+
+    @property
+    def alerts_x10(self) -> Path:
+        return self.dir / "alerts_x10.parquet"
+
+    @property
+    def alerts_subset(self) -> Path:
+        return self.dir / "alerts_subset.parquet"
+
+    @property
+    def slices(self) -> Path:
+        """The expected slice rows: what the floor's write part writes."""
+        if not (self.dir / "slices.parquet").exists():
+            subprocess.run(
+                [sys.executable, "-m", "benchmarks.dataset", "slices", str(self.dir)], cwd=ROOT, check=True
+            )
+        return self.dir / "slices.parquet"
+
+    @property
+    def ranges_tsv(self) -> Path:
+        return self.dir / "ranges.tsv"
+
+    @property
+    def chdb(self) -> Path:
+        return self.dir / "chdb"
+
+    @property
+    def ch_root(self) -> Path:
+        return self.dir / "ch"
+
+
+def sizes(scale: float) -> dict:
+    return {
+        "mints": max(2, round(MINTS * scale)),
+        "candles_per_mint": CANDLES_PER_MINT,
+        "alerts": max(2, round(ALERTS * scale)),
+        "alerts_x10": max(20, round(10 * ALERTS * scale)),
+        "subset_alerts": SUBSET_ALERTS,
+        "gap_fraction": GAP_FRACTION,
+        "duplicate_fraction": DUP_FRACTION,
+        "interval": INTERVAL,
+        "window": WINDOW,
+        "version": VERSION,
+    }
+
+
+def scale_dir(scale: float) -> Path:
+    return DATA / f"scale={scale:g}"
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def prepare(scale: float) -> Dataset:
+    """Generate (or reuse) the files of ``scale``; the ClickHouse server is loaded separately."""
+    d = scale_dir(scale)
+    want = sizes(scale)
+    stamp_path = d / "stamp.json"
+    if stamp_path.exists():
+        stamp = json.loads(stamp_path.read_text())
+        if stamp.get("sizes") == want and stamp.get("files_ok"):
+            return Dataset(scale, d, stamp)
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    t0 = time.perf_counter()
+    # Generation and chdb seeding in a child: chdb holds one data path per process.
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.dataset", "generate", str(d), json.dumps(want)],
+        cwd=ROOT,
+        check=True,
+    )
+    stamp = json.loads((d / "generated.json").read_text())
+    stamp.update(sizes=want, files_ok=True, ch_loaded=False)
+    stamp_path.write_text(json.dumps(stamp, indent=2))
+    log(f"generated scale {scale:g} in {time.perf_counter() - t0:.1f}s: {stamp}")
+    return Dataset(scale, d, stamp)
+
+
+def _generate(d: Path, want: dict) -> None:
+    import polars as pl
+
+    from lakeslice.alerts import normalize_alerts
+    from lakeslice.sources.embedded import seed_chdb
+    from lakeslice.synthetic import synthetic_alerts, synthetic_candles
+    from lakeslice.transforms import alert_windows, merge_windows
+
+    t = time.perf_counter()
+    candles = synthetic_candles(
+        mints=want["mints"],
+        candles_per_mint=want["candles_per_mint"],
+        interval_s=INTERVAL_S,
+        gap_fraction=want["gap_fraction"],
+        duplicate_fraction=want["duplicate_fraction"],
+        chain=CHAIN,
+    ).sort("token_address", "timestamp", maintain_order=True)
+    candles.write_parquet(d / "candles.parquet", compression="zstd", row_group_size=128 * 1024)
+    log(f"candles: {candles.height:,} rows in {time.perf_counter() - t:.1f}s")
+
+    common = dict(mints=want["mints"], candles_per_mint=want["candles_per_mint"], interval_s=INTERVAL_S)
+    alerts = synthetic_alerts(alerts=want["alerts"], **common)
+    alerts_x10 = synthetic_alerts(alerts=want["alerts_x10"], seed=12, **common)
+    # The same mint at the same millisecond twice would be a duplicate alert id: drop it.
+    alerts = alerts.unique(["mint", "ts_ms"], maintain_order=True)
+    alerts_x10 = alerts_x10.unique(["mint", "ts_ms"], maintain_order=True)
+    alerts.write_parquet(d / "alerts.parquet")
+    alerts_x10.write_parquet(d / "alerts_x10.parquet")
+    alerts.head(want["subset_alerts"]).write_parquet(d / "alerts_subset.parquet")
+
+    ranges = merge_windows(
+        alert_windows(normalize_alerts(alerts), interval=INTERVAL_S, window=WINDOW)
+    ).collect()
+    ranges.rename({"mint": "token_address"}).write_csv(d / "ranges.tsv", separator="\t", include_header=False)
+
+    t = time.perf_counter()
+    seed_chdb(d / "chdb", candles)
+    log(f"chdb seeded in {time.perf_counter() - t:.1f}s")
+    info = {
+        "candles": candles.height,
+        "alerts": alerts.height,
+        "alerts_x10": alerts_x10.height,
+        "ranges": ranges.height,
+        "range_slots": int((ranges["end_ms"] - ranges["start_ms"]).sum() // (INTERVAL_S * 1000)),
+    }
+    (d / "generated.json").write_text(json.dumps(info))
+    del pl
+
+
+def tsv_of_candles(ds: Dataset) -> Path:
+    """The candles as ClickHouse TabSeparated text (18.16 reads no Parquet)."""
+    import polars as pl
+
+    out = ds.dir / "candles.tsv"
+    if not out.exists():
+        (
+            pl.scan_parquet(ds.candles)
+            .select(
+                "token_address",
+                "chain",
+                pl.col("timestamp").dt.strftime("%Y-%m-%d %H:%M:%S"),
+                "interval_seconds",
+                "open",
+                "high",
+                "low",
+                "close",
+                "volume",
+            )
+            .sink_csv(out, separator="\t", include_header=False, float_precision=None)
+        )
+    return out
+
+
+def start_server(ds: Dataset):
+    """A ClickHouse server on the scale's root, loaded once (the data persists across runs)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from chserver import ClickHouseServer  # the tests' throwaway server, reused read-only
+
+    ds.ch_root.mkdir(parents=True, exist_ok=True)
+    server = ClickHouseServer(ds.ch_root).start(timeout=120)
+    client = server.client()
+    expected = ds.stamp["candles"]
+    have = 0
+    if client.execute("EXISTS TABLE default.ohlcv_candles")[0][0]:
+        have = client.execute("SELECT count() FROM default.ohlcv_candles")[0][0]
+    if have != expected:
+        t = time.perf_counter()
+        client.execute("DROP TABLE IF EXISTS default.ohlcv_candles")
+        client.execute(CH_DDL)
+        tsv = tsv_of_candles(ds)
+        with open(tsv, "rb") as fh:
+            subprocess.run(
+                [
+                    "clickhouse-client",
+                    "--host",
+                    server.host,
+                    "--port",
+                    str(server.port),
+                    "--query",
+                    "INSERT INTO default.ohlcv_candles FORMAT TabSeparated",
+                ],
+                stdin=fh,
+                check=True,
+            )
+        client.execute("OPTIMIZE TABLE default.ohlcv_candles FINAL")
+        have = client.execute("SELECT count() FROM default.ohlcv_candles")[0][0]
+        if have != expected:
+            raise RuntimeError(f"ClickHouse holds {have} rows, expected {expected}")
+        tsv.unlink()
+        log(f"ClickHouse loaded {have:,} rows in {time.perf_counter() - t:.1f}s")
+    client.disconnect()
+    return server
+
+
+def _slices(d: Path) -> None:
+    import polars as pl
+
+    import lakeslice as ls
+
+    t = time.perf_counter()
+    rows = ls.slice_windows(
+        pl.scan_parquet(d / "candles.parquet"),
+        pl.read_parquet(d / "alerts.parquet"),
+        interval=INTERVAL,
+        window=WINDOW,
+    ).collect()
+    rows.write_parquet(d / "slices.parquet.tmp", compression="zstd")
+    (d / "slices.parquet.tmp").rename(d / "slices.parquet")
+    log(f"expected slice rows: {rows.height:,} in {time.perf_counter() - t:.1f}s")
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "generate":
+        _generate(Path(sys.argv[2]), json.loads(sys.argv[3]))
+    elif sys.argv[1] == "slices":
+        _slices(Path(sys.argv[2]))
