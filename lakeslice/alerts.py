@@ -140,7 +140,9 @@ def _ids(frame: pl.DataFrame, col: str, file: str) -> pl.Series:
 
 def _times(frame: pl.DataFrame, col: str, file: str) -> pl.Series:
     s = frame[col]
-    if col == "ts_ms":
+    # FIX: a Datetime column named ts_ms used to be cast to its raw integer (us/ns, not ms);
+    # it now goes through _datetime_ms like ts/timestamp.
+    if col == "ts_ms" and not s.dtype.is_temporal():
         ms = s.cast(pl.Int64, strict=False) if s.dtype != pl.String else _int_text(s)
     elif s.dtype.is_temporal():
         ms = _datetime_ms(s)
@@ -198,8 +200,10 @@ def _text_ms(s: pl.Series) -> pl.Series:
 def _refuse_duplicate_ids(out: pl.DataFrame, file: str, origin: str) -> None:
     dup = out["alert_id"].is_duplicated()
     if dup.any():
-        rows = (dup.arg_true() + 1).head(2).to_list()
-        value = out["alert_id"][rows[0] - 1]
+        # FIX: name two rows of the *same* id (the first duplicated one); the first two
+        # duplicated rows can hold different ids (A, B, A, B).
+        value = out["alert_id"][int(dup.arg_true()[0])]
+        rows = ((out["alert_id"] == value).arg_true() + 1).head(2).to_list()
         raise InputError(
             f"{file}: duplicate alert_id {value!r} ({origin}) at rows {rows[0]} and {rows[1]}"
         )

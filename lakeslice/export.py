@@ -7,7 +7,9 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -23,7 +25,7 @@ from .lake.manifest import (
     exporter,
     files_section,
 )
-from .lake.writer import FileEntry, write_buckets, write_file
+from .lake.writer import FileEntry, FileSink, write_buckets, write_file
 from .sources import CandleRequest, Source, open_source, retryable
 from .spec import (
     InputError,
@@ -36,6 +38,7 @@ from .spec import (
     parse_window,
 )
 from .transforms import (
+    COVERAGE_COLUMNS,
     DEDUP_RULE,
     alert_windows,
     coverage_of,
@@ -50,7 +53,7 @@ from .transforms import (
 log = logging.getLogger("lakeslice")
 
 #: Estimated candle rows per bucket group: bounds peak memory, never changes the output.
-GROUP_ROWS = 2_000_000
+GROUP_ROWS = 1_000_000
 FETCH_ATTEMPTS = 3
 
 Progress = Callable[[int, int, int], None]  # (groups done, groups total, rows written)
@@ -225,7 +228,7 @@ def range_rows(ranges: pl.DataFrame, interval_s: int) -> pl.DataFrame:
     return ranges.select("mint_bucket", rows=(pl.col("end_ms") - pl.col("start_ms")) // width_ms)
 
 
-def bucket_groups(estimates: pl.DataFrame, group_rows: int = GROUP_ROWS) -> list[list[str]]:
+def bucket_groups(estimates: pl.DataFrame, group_rows: int | None = None) -> list[list[str]]:
     """Consecutive buckets whose estimated rows (``mint_bucket, rows``) add up to ~group_rows.
 
     Depends only on the estimates, so the grouping is the same on every run; and each bucket
@@ -234,6 +237,7 @@ def bucket_groups(estimates: pl.DataFrame, group_rows: int = GROUP_ROWS) -> list
     >>> bucket_groups(pl.DataFrame({"mint_bucket": ["00", "01", "02"], "rows": [5, 5, 5]}), 10)
     [['00', '01'], ['02']]
     """
+    group_rows = GROUP_ROWS if group_rows is None else group_rows  # read now: tests vary it
     per_bucket = estimates.group_by("mint_bucket").agg(pl.col("rows").sum()).sort("mint_bucket")
     # group number = rows before this bucket // group_rows (no Python loop over rows)
     grouped = per_bucket.with_columns(
@@ -260,25 +264,53 @@ def _write_data(
     buckets = windows.select("mint", "mint_bucket").unique()
     ranges = merge_windows(windows).join(buckets.lazy(), on="mint").collect()
     groups = bucket_groups(range_rows(ranges, spec.interval_s))
-    files: list[FileEntry] = []
+
+    def request(group: list[str]) -> pl.DataFrame:
+        g_ranges = ranges.filter(pl.col("mint_bucket").is_in(group)).sort("mint", "start_ms")
+        return _fetch(src, spec, g_ranges.select("mint", "start_ms", "end_ms"), group)
+
+    files: list[Future] = []
     coverages: list[pl.DataFrame] = []
     fetched = written = 0
-    for i, group in enumerate(groups):
-        g_windows = windows.filter(pl.col("mint_bucket").is_in(group))
-        g_ranges = ranges.filter(pl.col("mint_bucket").is_in(group)).sort("mint", "start_ms")
-        frame = _fetch(src, spec, g_ranges.select("mint", "start_ms", "end_ms"), group)
-        fetched += frame.height
-        cov, slices = _group_outputs(frame, g_windows, buckets, spec, src.label)
-        coverages.append(cov)
-        files += write_buckets(
-            staging, spec.prefix, slices, compression=spec.compression, target_bytes=spec.target_bytes
-        )
-        written += slices.height
-        if progress:
-            progress(i + 1, len(groups), written)
-    coverage_df = pl.concat(coverages).sort("alert_id") if coverages else _empty_coverage()
-    files.append(write_file(staging, layout.COVERAGE, coverage_df, compression=spec.compression))
-    return files, coverage_df, fetched
+    with FileSink(staging) as sink:
+        for i, (group, frame) in enumerate(prefetched(groups, request)):
+            g_windows = windows.filter(pl.col("mint_bucket").is_in(group))
+            fetched += frame.height
+            cov, slices, names = _group_outputs(frame, g_windows, spec, src.label)
+            coverages.append(cov)
+            files += write_buckets(
+                sink, spec.prefix, slices, compression=spec.compression,
+                target_bytes=spec.target_bytes, prepare=partial(_named, names),
+            )
+            written += slices.height
+            if progress:
+                progress(i + 1, len(groups), written)
+        coverage_df = pl.concat(coverages).sort("alert_id") if coverages else _empty_coverage()
+    entries = [e for f in files for e in f.result()]  # in submission order: deterministic
+    entries.append(write_file(staging, layout.COVERAGE, coverage_df, compression=spec.compression))
+    return entries, coverage_df, fetched
+
+
+def _named(names: pl.Series, part: pl.DataFrame) -> pl.DataFrame:
+    """A bucket's rows with the mint strings in place of their ids."""
+    return part.with_columns(mint=names.gather(part["mint"]))
+
+
+def prefetched(groups: list[list[str]], fetch: Callable[[list[str]], pl.DataFrame]):
+    """Yield ``(group, fetch(group))`` in order, fetching the next group while the caller works.
+
+    One fetch runs ahead at most, so at most two groups are in memory. The order of the output
+    never depends on which finishes first.
+    """
+    if not groups:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lakeslice-fetch") as pool:
+        pending = pool.submit(fetch, groups[0])
+        for i, group in enumerate(groups):
+            frame = pending.result()
+            if i + 1 < len(groups):
+                pending = pool.submit(fetch, groups[i + 1])
+            yield group, frame
 
 
 def _empty_coverage() -> pl.DataFrame:
@@ -296,48 +328,65 @@ def _fetch(src: Source, spec: RunSpec, ranges: pl.DataFrame, group: list[str]) -
         except Exception as exc:
             if not retryable(exc) or attempt == FETCH_ATTEMPTS:
                 raise
-            log.warning("buckets %s..%s: %s; retry %d", group[0], group[-1], exc, attempt)
+            log.info("buckets %s..%s: %s; retry %d", group[0], group[-1], exc, attempt)
             time.sleep(0.2 * attempt)
     raise AssertionError("unreachable")
 
 
 def _frame_of(batches: list[pa.RecordBatch]) -> pl.DataFrame:
+    """One frame; ``mint`` as Polars Categorical when the source sent a dictionary."""
     from .sources import CANDLE_SCHEMA
 
     if not batches:
         return pl.from_arrow(CANDLE_SCHEMA.empty_table())
-    frame = pl.from_arrow(pa.Table.from_batches(batches))
-    return frame.with_columns(pl.col("mint").cast(pl.String))
+    return pl.from_arrow(pa.Table.from_batches(batches))
 
 
 def _group_outputs(
-    frame: pl.DataFrame,
-    windows: pl.DataFrame,
-    buckets: pl.DataFrame,
-    spec: RunSpec,
-    label: str,
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Coverage of the group's alerts and its slice rows (with mint_bucket), sorted."""
-    candles = dedupe_candles(normalize_candles(frame, interval_s=spec.interval_s, source=label))
-    candles = restrict_to_ranges(candles, merge_windows(windows)).collect()
+    frame: pl.DataFrame, windows: pl.DataFrame, spec: RunSpec, label: str
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series]:
+    """Coverage of the group's alerts, its slice rows (mint ids, bucket codes) and mint names.
+
+    Inside, a mint is its rank among the group's sorted mints (UInt32): sorting, as-of joins and
+    windows work on integers, and integer order is the mints' string order.
+    """
+    names = windows["mint"].unique().sort()  # position = id
+    ids = pl.DataFrame({"mint": names, "_id": pl.int_range(names.len(), dtype=pl.UInt32, eager=True)})
+    by_id = windows.join(ids, on="mint").with_columns(mint="_id").drop("_id")
+    frame = frame.with_columns(
+        pl.col("mint").cast(pl.String).cast(pl.Enum(names)).to_physical().cast(pl.UInt32)
+    )
+    # one label for every row: added when written, not carried through sorts and joins
+    candles = dedupe_candles(normalize_candles(frame, interval_s=spec.interval_s).drop("source"))
+    candles = restrict_to_ranges(candles, merge_windows(by_id)).collect()
     cov = coverage_of(
         candles.lazy(),
-        windows.lazy().drop("mint_bucket"),
+        by_id.lazy().drop("mint_bucket"),
         expected_total=spec.window.slots,
         strict=spec.strict,
         min_required_pre=spec.min_required_pre,
         target_total=spec.target_total,
-    ).collect()
+    )
+    # the string mint back, by alert_id, in the column's own place
+    cov = cov.drop("mint").join(windows.lazy().select("alert_id", "mint"), on="alert_id")
+    cov = cov.select(COVERAGE_COLUMNS).sort("alert_id").collect()
     kept = candles.lazy()
     if spec.strict:
-        kept_windows = windows.join(cov.filter("kept").select("alert_id"), on="alert_id")
+        kept_windows = by_id.join(cov.filter("kept").select("alert_id"), on="alert_id")
         kept = restrict_to_ranges(kept, merge_windows(kept_windows))
+    bucket_of = (
+        windows.select("mint", "mint_bucket").unique().sort("mint")["mint_bucket"]
+        .str.to_integer(base=16).cast(pl.UInt8)
+    )
     slices = (
-        to_slice_columns(kept, interval_s=spec.interval_s)
-        .join(buckets.lazy(), on="mint", how="left", maintain_order="left")
+        to_slice_columns(kept, interval_s=spec.interval_s, source=label)
+        .with_columns(
+            mint_bucket=pl.col("mint").map_batches(bucket_of.gather, pl.UInt8, is_elementwise=True)
+        )
         .collect()
     )
-    return cov, slices
+    # ids stay integers through the bucket split; each bucket gets its strings when written
+    return cov, slices, names
 
 
 # --------------------------------------------------------------------------------------------

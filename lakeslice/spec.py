@@ -125,7 +125,8 @@ _RUN_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 def check_run_id(run_id: str) -> str:
     """Refuse run ids that could escape the runs directory."""
-    if not run_id or not _RUN_ID_RE.match(run_id) or set(run_id) == {"."}:
+    # FIX: fullmatch, not match: "$" also matches before a trailing newline, so "abc\n" passed.
+    if not run_id or not _RUN_ID_RE.fullmatch(run_id) or set(run_id) == {"."}:
         raise InputError(
             f"run_id {run_id!r}: use letters, digits, '-', '_' and '.' only (not empty, not '..')"
         )

@@ -11,13 +11,16 @@ import hashlib
 import io
 import math
 import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import polars as pl
 
 from ..spec import RunError
-from .layout import part_name
+from .layout import bucket_dir, part_name
 
 ROW_GROUP_ROWS = 128 * 1024
 
@@ -60,6 +63,32 @@ def write_bytes(path: Path, data: bytes) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise RunError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+
+
+class FileSink:
+    """Runs file-writing jobs (encode, write, fsync, rename, hash) in worker threads.
+
+    Polars encodes and compresses outside the GIL, so buckets encode in parallel. Each job's
+    bytes depend only on its frame; results come back as futures in submission order, so the
+    output never depends on which job finishes first. At most ``2 × workers`` jobs wait.
+    """
+
+    def __init__(self, root: Path, *, workers: int = 2) -> None:
+        self.root = Path(root)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lakeslice-write")
+        self._slots = threading.BoundedSemaphore(2 * workers)
+
+    def submit(self, fn, *args, **kwargs) -> Future:
+        self._slots.acquire()
+        future = self._pool.submit(fn, self.root, *args, **kwargs)
+        future.add_done_callback(lambda _: self._slots.release())
+        return future
+
+    def __enter__(self) -> FileSink:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._pool.shutdown(wait=True)
 
 
 def write_file(root: Path, rel: str, frame: pl.DataFrame, *, compression: str) -> FileEntry:
@@ -109,17 +138,32 @@ def write_parts(
 
 
 def write_buckets(
-    root: Path, prefix: str, frame: pl.DataFrame, *, compression: str, target_bytes: int
-) -> list[FileEntry]:
+    target: Path | FileSink,
+    prefix: str,
+    frame: pl.DataFrame,
+    *,
+    compression: str,
+    target_bytes: int,
+    prepare: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+) -> list[FileEntry] | list[Future]:
     """Write each ``mint_bucket`` of an ordered frame as ``prefix/mint_bucket=xx/part-NNNN``.
 
-    The ``mint_bucket`` column goes into the directory name, not into the files.
+    ``mint_bucket`` (text, or its integer value 0..255) names the directory and is not written
+    into the files. ``prepare`` turns a bucket's rows into the file's columns just before
+    encoding (in the sink's threads). With a :class:`FileSink`, futures (of lists) come back.
     """
-    from .layout import bucket_dir
-
-    files: list[FileEntry] = []
+    out = []
     parts = frame.partition_by("mint_bucket", as_dict=True, maintain_order=True, include_key=False)
     for (bucket,), part in sorted(parts.items()):
-        where = f"{prefix}/{bucket_dir(bucket)}" if prefix else bucket_dir(bucket)
-        files += write_parts(root, where, part, compression=compression, target_bytes=target_bytes)
-    return files
+        name = bucket if isinstance(bucket, str) else f"{bucket:02x}"
+        where = f"{prefix}/{bucket_dir(name)}" if prefix else bucket_dir(name)
+        kw = {"compression": compression, "target_bytes": target_bytes, "prepare": prepare}
+        if isinstance(target, FileSink):
+            out.append(target.submit(_bucket_job, where, part, **kw))
+        else:
+            out += _bucket_job(target, where, part, **kw)
+    return out
+
+
+def _bucket_job(root: Path, where: str, part: pl.DataFrame, *, prepare, **kw) -> list[FileEntry]:
+    return write_parts(root, where, prepare(part) if prepare else part, **kw)
