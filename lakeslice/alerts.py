@@ -120,10 +120,17 @@ def _first_bad_row(mask: pl.Series) -> int:
     return int(mask.arg_true()[0]) + 1
 
 
+def _as_text(s: pl.Series, col: str, file: str) -> pl.Series:
+    """Text, categorical and numeric columns as strings; any other type is an input error."""
+    if s.dtype == pl.String:
+        return s
+    if s.dtype in (pl.Categorical, pl.Null) or isinstance(s.dtype, pl.Enum) or s.dtype.is_numeric():
+        return s.cast(pl.String)
+    raise InputError(f"{file}: column {col!r} has type {s.dtype}, expected text")
+
+
 def _mints(frame: pl.DataFrame, col: str, file: str) -> pl.Series:
-    s = frame[col]
-    if s.dtype != pl.String:
-        s = s.cast(pl.String, strict=False)
+    s = _as_text(frame[col], col, file)
     bad = s.is_null() | (s.str.len_bytes() == 0)
     if bad.any():
         raise InputError(f"{file}: column {col!r} is null or empty at row {_first_bad_row(bad)}")
@@ -131,7 +138,7 @@ def _mints(frame: pl.DataFrame, col: str, file: str) -> pl.Series:
 
 
 def _ids(frame: pl.DataFrame, col: str, file: str) -> pl.Series:
-    s = frame[col].cast(pl.String, strict=False)
+    s = _as_text(frame[col], col, file)
     bad = s.is_null() | (s.str.len_bytes() == 0)
     if bad.any():
         raise InputError(f"{file}: column {col!r} is null or empty at row {_first_bad_row(bad)}")
@@ -140,6 +147,11 @@ def _ids(frame: pl.DataFrame, col: str, file: str) -> pl.Series:
 
 def _times(frame: pl.DataFrame, col: str, file: str) -> pl.Series:
     s = frame[col]
+    temporal = s.dtype == pl.Date or isinstance(s.dtype, pl.Datetime)
+    if not (temporal or s.dtype in (pl.String, pl.Categorical, pl.Null) or s.dtype.is_numeric()):
+        raise InputError(f"{file}: column {col!r} has type {s.dtype}, expected a time")
+    if s.dtype in (pl.Categorical, pl.Null):
+        s = s.cast(pl.String)
     # FIX: a Datetime column named ts_ms used to be cast to its raw integer (us/ns, not ms);
     # it now goes through _datetime_ms like ts/timestamp.
     if col == "ts_ms" and not s.dtype.is_temporal():

@@ -209,14 +209,6 @@ def frames(draw) -> pl.DataFrame:
     return pl.DataFrame([series_of(draw, name, n) for name in names])
 
 
-FRAME_TYPES_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="bug: alerts.normalize_alerts lets Polars errors escape (or returns a non-Int64 ts_ms) for"
-    " columns of unexpected types: a Duration/List/Struct mint or id (cast to String raises"
-    " InvalidOperationError), a Duration time (dt.epoch raises), a Categorical ts_ms (cast to Int64"
-    " raises ComputeError), a Struct ts_ms (cast(Int64, strict=False) returns a Struct); fix: check"
-    " the dtypes and raise InputError",
-)
 ODD_FRAMES = [
     pl.DataFrame({"mint": pl.Series("x", [1], pl.Int64).cast(pl.Duration("ms")), "ts_ms": [1]}),
     pl.DataFrame({"mint": [[1]], "ts_ms": [1]}),
@@ -228,19 +220,16 @@ ODD_FRAMES = [
 
 
 @pytest.mark.parametrize("frame", ODD_FRAMES, ids=lambda f: ",".join(f"{k}:{v}" for k, v in f.schema.items()))
-@FRAME_TYPES_XFAIL
 def test_normalize_alerts_odd_column_types(frame):
     check(lambda: normalize_alerts(frame))
 
 
-@FRAME_TYPES_XFAIL
 @FUZZ
 @given(frames())
 def test_normalize_alerts_any_frame(frame):
     check(lambda: normalize_alerts(frame))
 
 
-@FRAME_TYPES_XFAIL
 @pytest.mark.parametrize("suffix", [".parquet"])
 @settings(FUZZ, max_examples=60)
 @given(frame=frames())
