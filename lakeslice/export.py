@@ -263,7 +263,7 @@ def _write_data(
     )
     buckets = windows.select("mint", "mint_bucket").unique()
     ranges = merge_windows(windows).join(buckets.lazy(), on="mint").collect()
-    groups = bucket_groups(range_rows(ranges, spec.interval_s))
+    groups = bucket_groups(range_rows(ranges, spec.interval_s), getattr(src, "group_rows", None))
 
     def request(group: list[str]) -> pl.DataFrame:
         g_ranges = ranges.filter(pl.col("mint_bucket").is_in(group)).sort("mint", "start_ms")

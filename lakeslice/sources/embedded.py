@@ -93,6 +93,10 @@ def _temp_table(sess, name: str, structure: list[tuple[str, str]]) -> None:
 class ChdbSource:
     """``chdb://PATH`` candles: a chdb session at PATH, opened on first use."""
 
+    #: Estimated candle rows per bucket group. The primary key prunes every query, so small
+    #: groups cost little here and keep peak memory low (see benchmarks/README.md).
+    group_rows = 400_000
+
     kind = "chdb"
 
     def __init__(self, path: str | Path, *, table: str = "ohlcv_candles", database: str = "default"):
