@@ -293,12 +293,34 @@ def _redact_url(url: str) -> str:
     return re.sub(r"//([^/@]*)@", "//***@", url)
 
 
-class ClickHouseSource:
-    """``clickhouse://`` candles; one native connection, opened on first use."""
+class SqlCandleSource:
+    """What the ClickHouse server and chdb share: the same SQL over the same request tables.
+
+    Subclasses provide ``database``, ``table``, ``describe()`` and ``_stream(sql, data)``.
+    """
 
     #: Estimated candle rows per bucket group. The primary key prunes every query, so small
     #: groups cost little here and keep peak memory low (see benchmarks/README.md).
     group_rows = 400_000
+
+    def fetch(self, request: CandleRequest) -> Iterator[pa.RecordBatch]:
+        """Stream the request's candles (a dropped server connection: SourceConnectionError)."""
+        info = self.describe()
+        data = request_data(request)
+        if data.ranges is not None and not len(data.mints):
+            return
+        sql = candle_query(self.database, self.table, info, windows=data.ranges is not None)
+        for batch in self._stream(sql, data):
+            yield to_candle_batch(batch, data.mints, info.has_ver)
+
+    def mint_counts(self, *, chain: str, interval_s: int, start_ms: int, end_ms: int) -> pl.DataFrame:
+        info = self.describe()
+        data = request_data(CandleRequest(chain, interval_s, None, start_ms, end_ms))
+        return counts_frame(list(self._stream(count_query(self.database, self.table, info), data)))
+
+
+class ClickHouseSource(SqlCandleSource):
+    """``clickhouse://`` candles; one native connection, opened on first use."""
 
     kind = "clickhouse"
 
@@ -397,21 +419,6 @@ class ClickHouseSource:
             columns = dict(zip(rows[0], rows[1], strict=True)) if rows else {}
             self._info = table_info(columns, self.where, version)
         return self._info
-
-    def fetch(self, request: CandleRequest) -> Iterator[pa.RecordBatch]:
-        """Stream the request's candles; a dropped connection raises SourceConnectionError."""
-        info = self.describe()
-        data = request_data(request)
-        if data.ranges is not None and not len(data.mints):
-            return
-        sql = candle_query(self.database, self.table, info, windows=data.ranges is not None)
-        for batch in self._stream(sql, data):
-            yield to_candle_batch(batch, data.mints, info.has_ver)
-
-    def mint_counts(self, *, chain: str, interval_s: int, start_ms: int, end_ms: int) -> pl.DataFrame:
-        info = self.describe()
-        data = request_data(CandleRequest(chain, interval_s, None, start_ms, end_ms))
-        return counts_frame(list(self._stream(count_query(self.database, self.table, info), data)))
 
     def _stream(self, sql: str, data: RequestData) -> Iterator[pa.RecordBatch]:
         ext = [{"name": PARAMS_TABLE, "structure": PARAMS_STRUCTURE, "data": _Columns(data.params)}]

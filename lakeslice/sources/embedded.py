@@ -21,20 +21,15 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from lakeslice.sources.base import CandleRequest
 from lakeslice.sources.clickhouse import (
     PARAMS_STRUCTURE,
     PARAMS_TABLE,
     RANGES_STRUCTURE,
     RANGES_TABLE,
+    SqlCandleSource,
     TableInfo,
-    candle_query,
     check_identifier,
-    count_query,
-    counts_frame,
-    request_data,
     table_info,
-    to_candle_batch,
 )
 from lakeslice.spec import RunError
 
@@ -90,12 +85,8 @@ def _temp_table(sess, name: str, structure: list[tuple[str, str]]) -> None:
     sess.query(f"CREATE TEMPORARY TABLE {name} ({cols})")
 
 
-class ChdbSource:
+class ChdbSource(SqlCandleSource):
     """``chdb://PATH`` candles: a chdb session at PATH, opened on first use."""
-
-    #: Estimated candle rows per bucket group. The primary key prunes every query, so small
-    #: groups cost little here and keep peak memory low (see benchmarks/README.md).
-    group_rows = 400_000
 
     kind = "chdb"
 
@@ -147,20 +138,6 @@ class ChdbSource:
             columns = dict(zip(found.column(0).to_pylist(), found.column(1).to_pylist(), strict=True))
             self._info = table_info(columns, self.where, version)
         return self._info
-
-    def fetch(self, request: CandleRequest) -> Iterator[pa.RecordBatch]:
-        info = self.describe()
-        data = request_data(request)
-        if data.ranges is not None and not len(data.mints):
-            return
-        sql = candle_query(self.database, self.table, info, windows=data.ranges is not None)
-        for batch in self._stream(sql, data):
-            yield to_candle_batch(batch, data.mints, info.has_ver)
-
-    def mint_counts(self, *, chain: str, interval_s: int, start_ms: int, end_ms: int) -> pl.DataFrame:
-        info = self.describe()
-        data = request_data(CandleRequest(chain, interval_s, None, start_ms, end_ms))
-        return counts_frame(list(self._stream(count_query(self.database, self.table, info), data)))
 
     def _stream(self, sql: str, data) -> Iterator[pa.RecordBatch]:
         sess = self._sess()
