@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 clickhouse:
 	bash scripts/ensure-clickhouse.sh
 
-test: install clickhouse
+test: install clickhouse lint
 	$(BIN)/python -m pytest
 
 demo: install

@@ -51,9 +51,7 @@ def read_alerts(path: str | Path) -> pl.DataFrame:
             frame = pl.read_parquet(path)
         elif suffix in (".csv", ".tsv"):
             # Everything as text: a mint like "0123" must not become a number.
-            frame = pl.read_csv(
-                path, infer_schema=False, separator="\t" if suffix == ".tsv" else ","
-            )
+            frame = pl.read_csv(path, infer_schema=False, separator="\t" if suffix == ".tsv" else ",")
         else:
             raise InputError(f"{name}: unknown alerts file extension {suffix!r} (use .parquet or .csv)")
     except InputError:
@@ -216,6 +214,4 @@ def _refuse_duplicate_ids(out: pl.DataFrame, file: str, origin: str) -> None:
         # duplicated rows can hold different ids (A, B, A, B).
         value = out["alert_id"][int(dup.arg_true()[0])]
         rows = ((out["alert_id"] == value).arg_true() + 1).head(2).to_list()
-        raise InputError(
-            f"{file}: duplicate alert_id {value!r} ({origin}) at rows {rows[0]} and {rows[1]}"
-        )
+        raise InputError(f"{file}: duplicate alert_id {value!r} ({origin}) at rows {rows[0]} and {rows[1]}")

@@ -159,8 +159,11 @@ def export(
     target_total: int = typer.Option(None, "--target-total", help="Strict: total [5000]."),
     format: Format = typer.Option(None, "--format", help="table (default) or json."),
     source: str = typer.Option(
-        None, "--source", help="clickhouse://, chdb://, parquet:// or corpus:// URL.",
-        envvar="LAKESLICE_SOURCE", show_envvar=True,
+        None,
+        "--source",
+        help="clickhouse://, chdb://, parquet:// or corpus:// URL.",
+        envvar="LAKESLICE_SOURCE",
+        show_envvar=True,
     ),
     table: str = typer.Option(None, "--table", help="Source table [ohlcv_candles]."),
     overwrite: bool = typer.Option(None, "--overwrite/--no-overwrite", help="Replace a sealed run."),
@@ -216,10 +219,18 @@ def corpus(
     interval: str = typer.Option(..., "--interval", help="Candle interval: 1s, 1m, 1h, ..."),
     date_from: str = typer.Option(..., "--from", help="First UTC day, YYYY-MM-DD."),
     date_to: str = typer.Option(..., "--to", help="Day after the last (exclusive), YYYY-MM-DD."),
-    mints: Path = typer.Option(None, "--mints", help="File of mints (one per line, or a CSV/"
-                               "Parquet with a mint column) to restrict the corpus to."),
-    source: str = typer.Option(None, "--source", envvar="LAKESLICE_SOURCE", show_envvar=True,
-                               help="clickhouse://, chdb:// or parquet:// URL."),
+    mints: Path = typer.Option(
+        None,
+        "--mints",
+        help="File of mints (one per line, or a CSV/Parquet with a mint column) to restrict the corpus to.",
+    ),
+    source: str = typer.Option(
+        None,
+        "--source",
+        envvar="LAKESLICE_SOURCE",
+        show_envvar=True,
+        help="clickhouse://, chdb:// or parquet:// URL.",
+    ),
     table: str = typer.Option("ohlcv_candles", "--table"),
     chain: str = typer.Option("solana", "--chain"),
     data_root: str = typer.Option("data", "--data-root"),
@@ -235,9 +246,16 @@ def corpus(
 
         with progress_bar(enabled=fmt != "json") as progress:
             result = export_corpus(
-                interval=interval, date_from=date_from, date_to=date_to, source=source,
-                table=table, chain=chain, data_root=data_root, compression=compression,
-                target_file_mb=target_file_mb, mints=read_mints(mints) if mints else None,
+                interval=interval,
+                date_from=date_from,
+                date_to=date_to,
+                source=source,
+                table=table,
+                chain=chain,
+                data_root=data_root,
+                compression=compression,
+                target_file_mb=target_file_mb,
+                mints=read_mints(mints) if mints else None,
                 progress=progress,
             )
     except Exception as exc:  # noqa: BLE001

@@ -59,9 +59,11 @@ def read_mints(path: str | Path) -> list[str]:
     if not path.is_file():
         raise InputError(f"{path}: mints file not found")
     if path.suffix.lower() in (".csv", ".parquet"):
-
-        frame = (pl.read_parquet(path) if path.suffix.lower() == ".parquet"
-                 else pl.read_csv(path, infer_schema=False))
+        frame = (
+            pl.read_parquet(path)
+            if path.suffix.lower() == ".parquet"
+            else pl.read_csv(path, infer_schema=False)
+        )
         col = next((c for c in ("mint", "token_address") if c in frame.columns), None)
         if col is None:
             raise InputError(f"{path}: missing column 'mint' (or 'token_address')")
@@ -119,8 +121,13 @@ def export_corpus(
     try:
         for i, day in enumerate(days):
             summary, fetched = _export_day(
-                src, day, interval_s=interval_s, chain=chain, data_root=Path(data_root),
-                compression=compression, target_bytes=int(target_file_mb * 1024 * 1024),
+                src,
+                day,
+                interval_s=interval_s,
+                chain=chain,
+                data_root=Path(data_root),
+                compression=compression,
+                target_bytes=int(target_file_mb * 1024 * 1024),
                 mints=mints,
             )
             result.days.append(summary)
@@ -134,8 +141,9 @@ def export_corpus(
     return result
 
 
-def _day_mints(src: Source, *, chain: str, interval_s: int, start: int, end: int,
-               mints: list[str] | None) -> pl.DataFrame:
+def _day_mints(
+    src: Source, *, chain: str, interval_s: int, start: int, end: int, mints: list[str] | None
+) -> pl.DataFrame:
     """Mints with candles that day and their row counts: ``mint, rows, mint_bucket``."""
     counts = src.mint_counts(chain=chain, interval_s=interval_s, start_ms=start, end_ms=end)
     if mints is not None:
@@ -144,8 +152,15 @@ def _day_mints(src: Source, *, chain: str, interval_s: int, start: int, end: int
 
 
 def _export_day(
-    src: Source, day: dt.date, *, interval_s: int, chain: str, data_root: Path, compression: str,
-    target_bytes: int, mints: list[str] | None,
+    src: Source,
+    day: dt.date,
+    *,
+    interval_s: int,
+    chain: str,
+    data_root: Path,
+    compression: str,
+    target_bytes: int,
+    mints: list[str] | None,
 ) -> tuple[dict, int]:
     start, end = day_bounds(day)
     text = format_interval(interval_s)
@@ -161,18 +176,25 @@ def _export_day(
             fetched += frame.height
             candles = dedupe_candles(normalize_candles(frame, interval_s=interval_s, source=src.label))
             slices = (
-                to_slice_columns(candles.filter(pl.col("ts_ms").is_between(start, end - 1)),
-                                 interval_s=interval_s)
+                to_slice_columns(
+                    candles.filter(pl.col("ts_ms").is_between(start, end - 1)), interval_s=interval_s
+                )
                 .join(g.lazy().select("mint", "mint_bucket"), on="mint", maintain_order="left")
                 .collect()
             )
-            files += write_buckets(commit.staging, "", slices, compression=compression,
-                                   target_bytes=target_bytes)
+            files += write_buckets(
+                commit.staging, "", slices, compression=compression, target_bytes=target_bytes
+            )
         seal = _day_seal(day, interval_s, chain, src, files)
         commit.seal(seal, seal_path=layout.day_seal(final))
     log.info("corpus %s: %d rows in %d files", day, seal["rows"], len(files))
-    return {"date": day.isoformat(), "rows": seal["rows"], "bytes": seal["bytes"],
-            "files": [f.path for f in files], "content_sha256": seal["content_sha256"]}, fetched
+    return {
+        "date": day.isoformat(),
+        "rows": seal["rows"],
+        "bytes": seal["bytes"],
+        "files": [f.path for f in files],
+        "content_sha256": seal["content_sha256"],
+    }, fetched
 
 
 @dataclass(frozen=True)

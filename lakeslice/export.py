@@ -127,9 +127,7 @@ def make_spec(
     if not target_file_mb or target_file_mb <= 0:
         raise InputError(f"target_file_mb {target_file_mb!r}: must be > 0")
     if min_required_pre < 0 or target_total < 0:
-        raise InputError(
-            f"min_required_pre={min_required_pre}, target_total={target_total}: must be >= 0"
-        )
+        raise InputError(f"min_required_pre={min_required_pre}, target_total={target_total}: must be >= 0")
     if not chain:
         raise InputError("chain: must not be empty")
     return RunSpec(
@@ -194,19 +192,20 @@ def export_run_slices(
     try:
         with Commit(final, overwrite=overwrite, work_root=layout.lake_dir(data_root)) as commit:
             files, coverage_df, fetched = _write_data(commit.staging, alerts_df, src, spec, progress)
-            alerts_entry = write_file(
-                commit.staging, layout.ALERTS, alerts_df, compression=spec.compression
-            )
-            manifest = _manifest(
-                run_id, spec, src, alerts_name, alerts_entry, files, coverage_df
-            )
+            alerts_entry = write_file(commit.staging, layout.ALERTS, alerts_df, compression=spec.compression)
+            manifest = _manifest(run_id, spec, src, alerts_name, alerts_entry, files, coverage_df)
             commit.seal(manifest)
     finally:
         if owns_source:
             src.close()
     seconds = time.perf_counter() - started
-    log.info("run %s: fetched %d rows, wrote %d rows in %.2fs", run_id, fetched,
-             manifest["outputs"]["slices"]["rows"], seconds)
+    log.info(
+        "run %s: fetched %d rows, wrote %d rows in %.2fs",
+        run_id,
+        fetched,
+        manifest["outputs"]["slices"]["rows"],
+        seconds,
+    )
     return ExportResult(final, manifest, rows_fetched=fetched, seconds=seconds)
 
 
@@ -240,9 +239,7 @@ def bucket_groups(estimates: pl.DataFrame, group_rows: int | None = None) -> lis
     group_rows = GROUP_ROWS if group_rows is None else group_rows  # read now: tests vary it
     per_bucket = estimates.group_by("mint_bucket").agg(pl.col("rows").sum()).sort("mint_bucket")
     # group number = rows before this bucket // group_rows (no Python loop over rows)
-    grouped = per_bucket.with_columns(
-        group=(pl.col("rows").cum_sum() - pl.col("rows")) // max(group_rows, 1)
-    )
+    grouped = per_bucket.with_columns(group=(pl.col("rows").cum_sum() - pl.col("rows")) // max(group_rows, 1))
     return [
         g["mint_bucket"].to_list()
         for g in grouped.partition_by("group", maintain_order=True, include_key=False)
@@ -279,8 +276,12 @@ def _write_data(
             cov, slices, names = _group_outputs(frame, g_windows, spec, src.label)
             coverages.append(cov)
             files += write_buckets(
-                sink, spec.prefix, slices, compression=spec.compression,
-                target_bytes=spec.target_bytes, prepare=partial(_named, names),
+                sink,
+                spec.prefix,
+                slices,
+                compression=spec.compression,
+                target_bytes=spec.target_bytes,
+                prepare=partial(_named, names),
             )
             written += slices.height
             if progress:
@@ -375,14 +376,15 @@ def _group_outputs(
         kept_windows = by_id.join(cov.filter("kept").select("alert_id"), on="alert_id")
         kept = restrict_to_ranges(kept, merge_windows(kept_windows))
     bucket_of = (
-        windows.select("mint", "mint_bucket").unique().sort("mint")["mint_bucket"]
-        .str.to_integer(base=16).cast(pl.UInt8)
+        windows.select("mint", "mint_bucket")
+        .unique()
+        .sort("mint")["mint_bucket"]
+        .str.to_integer(base=16)
+        .cast(pl.UInt8)
     )
     slices = (
         to_slice_columns(kept, interval_s=spec.interval_s, source=label)
-        .with_columns(
-            mint_bucket=pl.col("mint").map_batches(bucket_of.gather, pl.UInt8, is_elementwise=True)
-        )
+        .with_columns(mint_bucket=pl.col("mint").map_batches(bucket_of.gather, pl.UInt8, is_elementwise=True))
         .collect()
     )
     # ids stay integers through the bucket split; each bucket gets its strings when written
@@ -458,8 +460,6 @@ def _manifest(
         },
         "content_sha256": content_sha256(all_files),
     }
-
-
 
 
 __all__ = ["export_run_slices", "ExportResult", "RunSpec", "make_spec", "bucket_groups", "RunError"]

@@ -48,13 +48,15 @@ def render_export(result) -> None:
     c = m["coverage"]
     table = Table(title=f"run {m['run_id']}", show_header=False, title_justify="left")
     table.add_row("run dir", str(result.run_dir))
-    table.add_row("spec", f"{m['slice_spec']['interval']} {m['slice_spec']['window']} "
-                          f"({m['slice_spec']['chain']})")
+    table.add_row(
+        "spec", f"{m['slice_spec']['interval']} {m['slice_spec']['window']} ({m['slice_spec']['chain']})"
+    )
     table.add_row("rows fetched / written", f"{result.rows_fetched:,} / {s['rows']:,}")
     table.add_row("files / bytes", f"{s['files']:,} / {s['bytes']:,} in {s['mint_buckets']} buckets")
     table.add_row("alerts kept / dropped", f"{c['kept_events']:,} / {c['dropped_events']:,}")
-    table.add_row("complete / partial / insufficient",
-                  f"{c['complete']:,} / {c['partial']:,} / {c['insufficient']:,}")
+    table.add_row(
+        "complete / partial / insufficient", f"{c['complete']:,} / {c['partial']:,} / {c['insufficient']:,}"
+    )
     table.add_row("seconds", f"{result.seconds:.2f}")
     table.add_row("content_sha256", m["content_sha256"])
     out.print(table)
@@ -79,11 +81,7 @@ def histogram(values: pl.Series, *, bins: int = 10, width: int = 40) -> list[str
     lo, hi = int(values.min()), int(values.max())
     step = max(1, -(-(hi - lo + 1) // bins))
     counts = (
-        pl.DataFrame({"v": values})
-        .with_columns(b=((pl.col("v") - lo) // step))
-        .group_by("b")
-        .len()
-        .sort("b")
+        pl.DataFrame({"v": values}).with_columns(b=((pl.col("v") - lo) // step)).group_by("b").len().sort("b")
     )
     peak = max(counts["len"].max(), 1)
     lines = []
@@ -102,18 +100,20 @@ def render_show(path: Path) -> None:
         return _render_corpus(path)
     m = read_manifest(path)
     s, c, spec = m["outputs"]["slices"], m["coverage"], m["slice_spec"]
-    table = Table(title=f"run {m['run_id']} ({m['created_at']})", show_header=False,
-                  title_justify="left")
+    table = Table(title=f"run {m['run_id']} ({m['created_at']})", show_header=False, title_justify="left")
     snap = m["inputs"]["source_snapshot"]
     table.add_row("source", f"{snap.get('kind')} {snap.get('database') or ''}.{snap.get('table')}")
     table.add_row("spec", f"{spec['interval']} {spec['window']} chain={spec['chain']}")
     table.add_row("alerts", f"{m['inputs']['alerts']['rows']:,}")
     table.add_row("buckets / files", f"{s['mint_buckets']} / {s['files']}")
     table.add_row("rows / bytes", f"{s['rows']:,} / {s['bytes']:,}")
-    table.add_row("kept / dropped", f"{c['kept_events']:,} / {c['dropped_events']:,}"
-                  + (" (strict)" if c["strict"] else ""))
-    table.add_row("complete / partial / insufficient",
-                  f"{c['complete']:,} / {c['partial']:,} / {c['insufficient']:,}")
+    table.add_row(
+        "kept / dropped",
+        f"{c['kept_events']:,} / {c['dropped_events']:,}" + (" (strict)" if c["strict"] else ""),
+    )
+    table.add_row(
+        "complete / partial / insufficient", f"{c['complete']:,} / {c['partial']:,} / {c['insufficient']:,}"
+    )
     table.add_row("content_sha256", m["content_sha256"])
     out.print(table)
     cov = pl.read_parquet(path / c["path"], columns=["available_total"])
@@ -143,5 +143,7 @@ def render_corpus(result) -> None:
         table.add_row(d["date"], str(len(d["files"])), f"{d['rows']:,}", f"{d['bytes']:,}")
     out.print(table)
     j = result.to_json()
-    out.print(f"{j['total_rows']:,} rows in {result.seconds:.2f}s "
-              f"({j['rows_per_second'] or 0:,} rows/s), {result.rows_fetched:,} fetched")
+    out.print(
+        f"{j['total_rows']:,} rows in {result.seconds:.2f}s "
+        f"({j['rows_per_second'] or 0:,} rows/s), {result.rows_fetched:,} fetched"
+    )

@@ -66,9 +66,7 @@ COVERAGE_COLUMNS = list(COVERAGE_SCHEMA)
 OHLCV = ["open", "high", "low", "close", "volume"]
 
 #: How one row is chosen among several for the same (mint, interval, timestamp).
-DEDUP_RULE = (
-    "greatest ver, then greatest volume, close, high, low, open, then smallest source label"
-)
+DEDUP_RULE = "greatest ver, then greatest volume, close, high, low, open, then smallest source label"
 _DEDUP_KEYS = ["ver", "volume", "close", "high", "low", "open"]
 
 
@@ -226,14 +224,14 @@ def dedupe_candles(candles: pl.LazyFrame) -> pl.LazyFrame:
     tie_keys = [*key, *_DEDUP_KEYS, *(["source"] if "source" in ordered.collect_schema() else [])]
     winners = (
         ordered.filter("_dup")
-        .sort(tie_keys, descending=[c in _DEDUP_KEYS for c in tie_keys],
-              nulls_last=True, maintain_order=False)
+        .sort(
+            tie_keys, descending=[c in _DEDUP_KEYS for c in tie_keys], nulls_last=True, maintain_order=False
+        )
         .unique(subset=key, keep="first", maintain_order=False)
         .select("_row")
     )
-    return (
-        ordered.filter(~pl.col("_dup") | pl.col("_row").is_in(winners.collect()["_row"].implode()))
-        .drop("_row", "_dup")
+    return ordered.filter(~pl.col("_dup") | pl.col("_row").is_in(winners.collect()["_row"].implode())).drop(
+        "_row", "_dup"
     )
 
 
@@ -272,9 +270,11 @@ def merge_windows(windows: FrameLike) -> pl.LazyFrame:
     >>> merge_windows(w).collect().rows()
     [('m', 0, 12), ('m', 20, 30)]
     """
-    lf = windows.lazy().select(
-        "mint", start_ms="window_start_ts_ms", end_ms="window_end_ts_ms"
-    ).sort("mint", "start_ms", "end_ms")
+    lf = (
+        windows.lazy()
+        .select("mint", start_ms="window_start_ts_ms", end_ms="window_end_ts_ms")
+        .sort("mint", "start_ms", "end_ms")
+    )
     reach = pl.col("end_ms").cum_max().shift(1).over("mint")
     starts_new = reach.is_null() | (pl.col("start_ms") > reach)
     return (
@@ -324,9 +324,7 @@ def _prepared(
     return windows, cands, interval_s
 
 
-def to_slice_columns(
-    candles: pl.LazyFrame, *, interval_s: int, source: str | None = None
-) -> pl.LazyFrame:
+def to_slice_columns(candles: pl.LazyFrame, *, interval_s: int, source: str | None = None) -> pl.LazyFrame:
     """Internal candles as the lake's slice columns (SPEC §3), order preserved.
 
     ``source`` labels every row (instead of the frame's own ``source`` column).
@@ -355,9 +353,7 @@ def slice_windows(
     2
     """
     _, cands, interval_s = _prepared(candles, alerts, interval, window)
-    return to_slice_columns(cands, interval_s=interval_s).with_columns(
-        mint_bucket=mint_bucket("mint")
-    )
+    return to_slice_columns(cands, interval_s=interval_s).with_columns(mint_bucket=mint_bucket("mint"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -447,9 +443,7 @@ def coverage_of(
         first_ts_ms=pl.when(total > 0).then(pl.col("_first")),
         last_ts_ms=pl.when(total > 0).then(pl.col("_last")),
         # FIX: filled slots, not candles, decide `complete` (see srank above)
-        status=pl.when(
-            pl.col("_n_end_slots") - pl.col("_n_start_slots") == pl.col("expected_total")
-        )
+        status=pl.when(pl.col("_n_end_slots") - pl.col("_n_start_slots") == pl.col("expected_total"))
         .then(pl.lit("complete"))
         .when(total > 0)
         .then(pl.lit("partial"))

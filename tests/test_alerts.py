@@ -41,9 +41,7 @@ def test_output_columns_types_and_sort():
         pl.DataFrame({"mint": ["b", "a", "c"], "ts_ms": [3, 1, 2], "alert_id": ["z", "x", "y"]})
     )
     assert out.columns == ["alert_id", "mint", "ts_ms"]
-    assert dict(out.schema) == ALERT_SCHEMA == {
-        "alert_id": pl.String, "mint": pl.String, "ts_ms": pl.Int64
-    }
+    assert dict(out.schema) == ALERT_SCHEMA == {"alert_id": pl.String, "mint": pl.String, "ts_ms": pl.Int64}
     assert out.rows() == [("x", "a", 1), ("y", "c", 2), ("z", "b", 3)]
 
 
@@ -163,7 +161,7 @@ def test_pq_extension_and_tsv(tmp_path):
 # ids
 
 
-@pytest.mark.parametrize("mint", [SOL, 'q"u\'o\tte', "émoji🚀", "0123"])
+@pytest.mark.parametrize("mint", [SOL, "q\"u'o\tte", "émoji🚀", "0123"])
 def test_derived_ids_match_hashlib(mint):
     out = normalize_alerts(pl.DataFrame({"mint": [mint], "ts_ms": [T0]}))
     want = hashlib.sha256(f"{mint}|{T0}".encode()).hexdigest()[:16]
@@ -335,8 +333,15 @@ def test_null_and_empty_mint_in_frames():
 
 @pytest.mark.parametrize(
     "col, value",
-    [("ts", "yesterday"), ("ts", "2024-13-01"), ("timestamp", "2024-01-01 00:00:00 PST"),
-     ("ts_ms", "12x"), ("ts_ms", "1.5e12"), ("ts", "nan"), ("ts", "inf")],
+    [
+        ("ts", "yesterday"),
+        ("ts", "2024-13-01"),
+        ("timestamp", "2024-01-01 00:00:00 PST"),
+        ("ts_ms", "12x"),
+        ("ts_ms", "1.5e12"),
+        ("ts", "nan"),
+        ("ts", "inf"),
+    ],
 )
 def test_unparseable_time_names_column_row_and_value(tmp_path, col, value):
     p = write_csv(tmp_path, f"mint,{col}\nm,1704067230\nk,{value}\n")
@@ -346,8 +351,7 @@ def test_unparseable_time_names_column_row_and_value(tmp_path, col, value):
 
 
 def test_null_time_in_frame():
-    f = pl.DataFrame({"mint": ["a", "b"], "ts": [None, None]}, schema={"mint": pl.String,
-                                                                        "ts": pl.Int64})
+    f = pl.DataFrame({"mint": ["a", "b"], "ts": [None, None]}, schema={"mint": pl.String, "ts": pl.Int64})
     with raises_input(r"column 'ts' has an unparseable time None at row 1"):
         normalize_alerts(f)
 
@@ -371,8 +375,7 @@ def test_duplicate_ids_interleaved_rows_belong_to_the_named_id():
 
 
 def test_duplicate_derived_ids():
-    f = pl.DataFrame({"mint": ["m", "n", "m"], "ts": ["2024-01-01T00:00:30Z", "0",
-                                                      "1704067230"]})
+    f = pl.DataFrame({"mint": ["m", "n", "m"], "ts": ["2024-01-01T00:00:30Z", "0", "1704067230"]})
     want = rf"duplicate alert_id '{sha_id('m', T0)}' \(derived from mint\|ts_ms\) at rows 1 and 3"
     with raises_input(want):
         normalize_alerts(f)

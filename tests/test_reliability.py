@@ -225,7 +225,6 @@ def _data_root_file(ctx: Ctx) -> Path:
     return ctx.file("data-is-a-file", "not a directory\n")
 
 
-
 # (id, argv builder, exit status, needles the one stderr line must hold[, marks])
 BAD_INPUT = [
     ("missing-alerts-file", lambda c: c.args(alerts=c.tmp / "nope.csv"), 2, lambda c: ["nope.csv"]),

@@ -23,9 +23,23 @@ from lakeslice.spec import (
 @pytest.mark.parametrize(
     "text, seconds",
     [
-        ("1s", 1), ("15s", 15), ("1m", 60), ("5m", 300), ("15m", 900), ("1h", 3600),
-        ("4h", 14_400), ("1d", 86_400), ("7d", 604_800), ("60", 60), ("1", 1), (" 1m ", 60),
-        (1, 1), (60, 60), (86_400, 86_400), ("90s", 90), ("0001m", 60),
+        ("1s", 1),
+        ("15s", 15),
+        ("1m", 60),
+        ("5m", 300),
+        ("15m", 900),
+        ("1h", 3600),
+        ("4h", 14_400),
+        ("1d", 86_400),
+        ("7d", 604_800),
+        ("60", 60),
+        ("1", 1),
+        (" 1m ", 60),
+        (1, 1),
+        (60, 60),
+        (86_400, 86_400),
+        ("90s", 90),
+        ("0001m", 60),
     ],
 )
 def test_parse_interval_good(text, seconds):
@@ -34,8 +48,26 @@ def test_parse_interval_good(text, seconds):
 
 @pytest.mark.parametrize(
     "text",
-    ["", "0", "0s", "0m", "-1", "-1m", "1x", "m", "1.5m", "1 m s", "1M", "1ms", "1w", "abc",
-     0, -60, True, False],
+    [
+        "",
+        "0",
+        "0s",
+        "0m",
+        "-1",
+        "-1m",
+        "1x",
+        "m",
+        "1.5m",
+        "1 m s",
+        "1M",
+        "1ms",
+        "1w",
+        "abc",
+        0,
+        -60,
+        True,
+        False,
+    ],
 )
 def test_parse_interval_bad_names_the_text(text):
     with pytest.raises(InputError) as e:
@@ -47,8 +79,19 @@ def test_parse_interval_bad_names_the_text(text):
 
 @pytest.mark.parametrize(
     "seconds, text",
-    [(1, "1s"), (15, "15s"), (59, "59s"), (60, "1m"), (90, "90s"), (300, "5m"), (3600, "1h"),
-     (5400, "90m"), (86_400, "1d"), (90_000, "25h"), (172_800, "2d")],
+    [
+        (1, "1s"),
+        (15, "15s"),
+        (59, "59s"),
+        (60, "1m"),
+        (90, "90s"),
+        (300, "5m"),
+        (3600, "1h"),
+        (5400, "90m"),
+        (86_400, "1d"),
+        (90_000, "25h"),
+        (172_800, "2d"),
+    ],
 )
 def test_format_interval(seconds, text):
     assert format_interval(seconds) == text
@@ -69,8 +112,13 @@ def test_format_parse_round_trip(seconds):
 
 @pytest.mark.parametrize(
     "text, pre, post",
-    [("pre52_post4948", 52, 4948), ("pre0_post0", 0, 0), ("pre0_post10", 0, 10),
-     (" pre3_post1 ", 3, 1), ("pre007_post02", 7, 2)],
+    [
+        ("pre52_post4948", 52, 4948),
+        ("pre0_post0", 0, 0),
+        ("pre0_post10", 0, 10),
+        (" pre3_post1 ", 3, 1),
+        ("pre007_post02", 7, 2),
+    ],
 )
 def test_parse_window_good(text, pre, post):
     w = parse_window(text)
@@ -88,8 +136,21 @@ def test_pinned_window_slots():
 
 @pytest.mark.parametrize(
     "text",
-    ["", "pre52", "post3", "pre-1_post2", "pre1_post-2", "pre1_post", "prex_post1", "PRE1_POST1",
-     "pre1-post1", "pre1_post1_", "pre1.5_post1", "pre 1_post 1", "pre1_post1x"],
+    [
+        "",
+        "pre52",
+        "post3",
+        "pre-1_post2",
+        "pre1_post-2",
+        "pre1_post",
+        "prex_post1",
+        "PRE1_POST1",
+        "pre1-post1",
+        "pre1_post1_",
+        "pre1.5_post1",
+        "pre 1_post 1",
+        "pre1_post1x",
+    ],
 )
 def test_parse_window_bad_names_the_text(text):
     with pytest.raises(InputError) as e:
@@ -105,8 +166,7 @@ def test_run_id_good(run_id):
 
 @pytest.mark.parametrize(
     "run_id",
-    ["", ".", "..", "...", "a/b", "../x", "/abs", "a\\b", "a b", "é", "abc\n", "\nabc", "a\x00b",
-     "a:b"],
+    ["", ".", "..", "...", "a/b", "../x", "/abs", "a\\b", "a b", "é", "abc\n", "\nabc", "a\x00b", "a:b"],
 )
 def test_run_id_bad(run_id):
     with pytest.raises(InputError) as e:

@@ -82,8 +82,14 @@ def scenario(draw, *, off_grid: bool = False, with_source: bool | None = None):
         elif kind == "source" and has_source:  # full tie but the label: smallest wins
             raw.append({**d, "source": draw(st.sampled_from(["s1", "s0", "ch:db.t"]))})
         else:  # another version with other values
-            raw.append({**d, "ver": draw(st.integers(0, 2)) if has_ver else 0,
-                        "volume": draw(small), "high": draw(small)})
+            raw.append(
+                {
+                    **d,
+                    "ver": draw(st.integers(0, 2)) if has_ver else 0,
+                    "volume": draw(small),
+                    "high": draw(small),
+                }
+            )
     candles = []
     for c in raw:
         c = dict(c)
@@ -118,9 +124,7 @@ def slice_frame(candles, interval_s, *, has_ver=True, has_source=True) -> pl.Dat
     """The lake's slice columns: mint, ts Datetime(ms, UTC), interval_s Int32, ..."""
     data = {
         "mint": [c["mint"] for c in candles],
-        "ts": pl.Series([c["ts_ms"] for c in candles], dtype=pl.Int64).cast(
-            pl.Datetime("ms", "UTC")
-        ),
+        "ts": pl.Series([c["ts_ms"] for c in candles], dtype=pl.Int64).cast(pl.Datetime("ms", "UTC")),
         "interval_s": pl.Series([interval_s] * len(candles), dtype=pl.Int32),
         **{k: pl.Series([c[k] for c in candles], dtype=pl.Float64) for k in OHLCV},
     }
@@ -204,9 +208,7 @@ SLICE_DTYPES = {
 
 def check_slice_shape(out: pl.DataFrame) -> None:
     assert out.columns == [*SLICE_COLUMNS, "mint_bucket"]
-    assert SLICE_COLUMNS == [
-        "mint", "ts", "interval_s", "open", "high", "low", "close", "volume", "source"
-    ]
+    assert SLICE_COLUMNS == ["mint", "ts", "interval_s", "open", "high", "low", "close", "volume", "source"]
     assert dict(out.schema) == SLICE_DTYPES
     keys = out.select("mint", "ts").rows()
     assert keys == sorted(keys), "rows not sorted by (mint, ts)"
@@ -220,8 +222,7 @@ def check_slice_shape(out: pl.DataFrame) -> None:
 @SETTINGS
 @given(sc=scenario(off_grid=True))
 def test_slice_windows_slice_columns_matches_reference(sc):
-    frame = slice_frame(sc["candles"], sc["interval_s"], has_ver=sc["has_ver"],
-                        has_source=sc["has_source"])
+    frame = slice_frame(sc["candles"], sc["interval_s"], has_ver=sc["has_ver"], has_source=sc["has_source"])
     frame = with_other_intervals(frame, "interval_s", sc["interval_s"])
     window = f"pre{sc['pre']}_post{sc['post']}"
     lf = slice_windows(frame, alerts_frame(sc["alerts"]), interval=sc["interval_s"], window=window)
@@ -234,14 +235,20 @@ def test_slice_windows_slice_columns_matches_reference(sc):
 @SETTINGS
 @given(sc=scenario(off_grid=True), epoch_seconds=st.booleans(), lazy=st.booleans())
 def test_slice_windows_source_columns_matches_reference(sc, epoch_seconds, lazy):
-    frame = source_frame(sc["candles"], sc["interval_s"], epoch_seconds=epoch_seconds,
-                         has_ver=sc["has_ver"], has_source=sc["has_source"])
+    frame = source_frame(
+        sc["candles"],
+        sc["interval_s"],
+        epoch_seconds=epoch_seconds,
+        has_ver=sc["has_ver"],
+        has_source=sc["has_source"],
+    )
     frame = with_other_intervals(frame, "interval_seconds", sc["interval_s"])
     alerts = alerts_frame(sc["alerts"])
     if lazy:
         frame, alerts = frame.lazy(), alerts.lazy()
-    out = slice_windows(frame, alerts, interval=ref_interval_text(sc["interval_s"]),
-                        window=f"pre{sc['pre']}_post{sc['post']}").collect()
+    out = slice_windows(
+        frame, alerts, interval=ref_interval_text(sc["interval_s"]), window=f"pre{sc['pre']}_post{sc['post']}"
+    ).collect()
     check_slice_shape(out)
     assert got_slice(out) == expected_slice(sc)
 
@@ -289,9 +296,21 @@ COVERAGE_DTYPES = {
 
 def check_coverage_shape(out: pl.DataFrame, n_alerts: int) -> None:
     assert out.columns == [
-        "alert_id", "mint", "alert_ts_ms", "anchor_ts_ms", "window_start_ts_ms",
-        "window_end_ts_ms", "expected_total", "available_pre", "available_post",
-        "available_total", "missing", "first_ts_ms", "last_ts_ms", "status", "kept",
+        "alert_id",
+        "mint",
+        "alert_ts_ms",
+        "anchor_ts_ms",
+        "window_start_ts_ms",
+        "window_end_ts_ms",
+        "expected_total",
+        "available_pre",
+        "available_post",
+        "available_total",
+        "missing",
+        "first_ts_ms",
+        "last_ts_ms",
+        "status",
+        "kept",
     ]
     assert dict(out.schema) == COVERAGE_DTYPES
     assert out.height == n_alerts
@@ -308,8 +327,9 @@ def test_coverage_matches_reference(sc, source_cols):
         frame = slice_frame(sc["candles"], sc["interval_s"], has_ver=sc["has_ver"])
         frame = with_other_intervals(frame, "interval_s", sc["interval_s"])
     alerts = alerts_frame(sc["alerts"]).sample(fraction=1.0, shuffle=True, seed=3)
-    out = coverage(frame, alerts, interval=sc["interval_s"],
-                   window=f"pre{sc['pre']}_post{sc['post']}").collect()
+    out = coverage(
+        frame, alerts, interval=sc["interval_s"], window=f"pre{sc['pre']}_post{sc['post']}"
+    ).collect()
     check_coverage_shape(out, len(sc["alerts"]))
     assert out.rows() == ref_coverage_tuples(sc)
 
@@ -318,13 +338,17 @@ def test_coverage_matches_reference(sc, source_cols):
 @given(sc=scenario(), min_pre=st.integers(0, 7), target=st.integers(0, 14))
 def test_coverage_strict_matches_reference(sc, min_pre, target):
     frame = slice_frame(sc["candles"], sc["interval_s"], has_ver=sc["has_ver"])
-    out = coverage(frame, alerts_frame(sc["alerts"]), interval=sc["interval_s"],
-                   window=f"pre{sc['pre']}_post{sc['post']}", strict=True,
-                   min_required_pre=min_pre, target_total=target).collect()
+    out = coverage(
+        frame,
+        alerts_frame(sc["alerts"]),
+        interval=sc["interval_s"],
+        window=f"pre{sc['pre']}_post{sc['post']}",
+        strict=True,
+        min_required_pre=min_pre,
+        target_total=target,
+    ).collect()
     check_coverage_shape(out, len(sc["alerts"]))
-    assert out.rows() == ref_coverage_tuples(
-        sc, strict=True, min_required_pre=min_pre, target_total=target
-    )
+    assert out.rows() == ref_coverage_tuples(sc, strict=True, min_required_pre=min_pre, target_total=target)
 
 
 @SETTINGS
@@ -338,10 +362,7 @@ def test_coverage_counts_agree_with_slice(sc):
     sl = slice_windows(frame, alerts, interval=sc["interval_s"], window=w).collect()
     keys = sl.select("mint", pl.col("ts").dt.epoch("ms")).rows()
     for r in cov.iter_rows(named=True):
-        n = sum(
-            1 for m, t in keys
-            if m == r["mint"] and r["window_start_ts_ms"] <= t < r["window_end_ts_ms"]
-        )
+        n = sum(1 for m, t in keys if m == r["mint"] and r["window_start_ts_ms"] <= t < r["window_end_ts_ms"])
         assert n == r["available_total"]
         assert r["available_pre"] + r["available_post"] == r["available_total"]
 
@@ -384,7 +405,7 @@ def test_merge_windows_disjoint_union_preserved(wins):
 
 
 @pytest.mark.parametrize(
-    "mint", [SOL, 'a"b\'c\td🚀', "日本語", "", "x" * 200, "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"]
+    "mint", [SOL, "a\"b'c\td🚀", "日本語", "", "x" * 200, "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"]
 )
 def test_mint_bucket_matches_hashlib(mint):
     want = hashlib.sha1(mint.encode("utf-8")).hexdigest()[:2]
@@ -408,8 +429,20 @@ def test_window_pre52_post4948_at_1m():
     anchor = 1_704_067_200_000 + 17 * 60_000
     alert_ts = anchor + 42_123  # inside the anchor minute, off the boundary
     candles = slice_frame(
-        [{"mint": SOL, "ts_ms": anchor + k * 60_000, "ver": 0, "open": 1.0, "high": 1.0,
-          "low": 1.0, "close": 1.0, "volume": 1.0, "source": "s"} for k in range(-60, 5000)],
+        [
+            {
+                "mint": SOL,
+                "ts_ms": anchor + k * 60_000,
+                "ver": 0,
+                "open": 1.0,
+                "high": 1.0,
+                "low": 1.0,
+                "close": 1.0,
+                "volume": 1.0,
+                "source": "s",
+            }
+            for k in range(-60, 5000)
+        ],
         60,
     )
     alerts = pl.DataFrame({"alert_id": ["a"], "mint": [SOL], "ts_ms": [alert_ts]})
@@ -433,30 +466,67 @@ def test_window_pre52_post4948_at_1m():
     holed = candles.filter(pl.col("ts") != pl.col("ts").min().dt.offset_by("10m"))  # anchor-50m
     row = coverage(holed, alerts, interval="1m", window="pre52_post4948", strict=True).collect()
     assert row.select("available_pre", "available_total", "status", "kept", "missing").row(0) == (
-        51, 5000, "partial", False, 1
+        51,
+        5000,
+        "partial",
+        False,
+        1,
     )
 
 
 def test_pre0_post0_is_the_anchor_candle_only():
     c = slice_frame(
-        [{"mint": "m", "ts_ms": t, "ver": 0, "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0,
-          "volume": float(t), "source": "s"} for t in (-60_000, 0, 60_000)],
+        [
+            {
+                "mint": "m",
+                "ts_ms": t,
+                "ver": 0,
+                "open": 1.0,
+                "high": 1.0,
+                "low": 1.0,
+                "close": 1.0,
+                "volume": float(t),
+                "source": "s",
+            }
+            for t in (-60_000, 0, 60_000)
+        ],
         60,
     )
     a = pl.DataFrame({"alert_id": ["x", "y"], "mint": ["m", "m"], "ts_ms": [59_999, -1]})
     sl = slice_windows(c, a, interval="1m", window="pre0_post0").collect()
     assert sl["ts"].dt.epoch("ms").to_list() == [-60_000, 0]
     cov = coverage(c, a, interval="1m", window="pre0_post0").collect()
-    assert cov.select("alert_id", "anchor_ts_ms", "window_start_ts_ms", "window_end_ts_ms",
-                      "available_pre", "available_post", "status").rows() == [
+    assert cov.select(
+        "alert_id",
+        "anchor_ts_ms",
+        "window_start_ts_ms",
+        "window_end_ts_ms",
+        "available_pre",
+        "available_post",
+        "status",
+    ).rows() == [
         ("x", 0, 0, 60_000, 0, 1, "complete"),
         ("y", -60_000, -60_000, 0, 0, 1, "complete"),
     ]
 
 
 def test_coverage_insufficient_has_null_first_last():
-    c = slice_frame([{"mint": "m", "ts_ms": 0, "ver": 0, "open": 1.0, "high": 1.0, "low": 1.0,
-                      "close": 1.0, "volume": 1.0, "source": "s"}], 60)
+    c = slice_frame(
+        [
+            {
+                "mint": "m",
+                "ts_ms": 0,
+                "ver": 0,
+                "open": 1.0,
+                "high": 1.0,
+                "low": 1.0,
+                "close": 1.0,
+                "volume": 1.0,
+                "source": "s",
+            }
+        ],
+        60,
+    )
     a = pl.DataFrame({"alert_id": ["b", "a"], "mint": ["m", "other"], "ts_ms": [10 * 60_000, 0]})
     cov = coverage(c, a, interval="1m", window="pre2_post2").collect()
     assert cov["alert_id"].to_list() == ["a", "b"]
@@ -476,8 +546,22 @@ def test_coverage_empty_candles():
 
 def test_alerts_without_ids_are_normalized():
     """Alerts given as mint + ts (ISO) get derived ids, as read_alerts would."""
-    c = slice_frame([{"mint": "m", "ts_ms": 60_000, "ver": 0, "open": 1.0, "high": 1.0,
-                      "low": 1.0, "close": 1.0, "volume": 1.0, "source": "s"}], 60)
+    c = slice_frame(
+        [
+            {
+                "mint": "m",
+                "ts_ms": 60_000,
+                "ver": 0,
+                "open": 1.0,
+                "high": 1.0,
+                "low": 1.0,
+                "close": 1.0,
+                "volume": 1.0,
+                "source": "s",
+            }
+        ],
+        60,
+    )
     a = pl.DataFrame({"token_address": ["m"], "ts": ["1970-01-01T00:01:30Z"]})
     cov = coverage(c, a, interval="1m", window="pre0_post0").collect()
     assert cov["alert_id"].item() == hashlib.sha256(b"m|90000").hexdigest()[:16]
@@ -591,22 +675,34 @@ def test_floor_to_interval_rejects_floats():
 
 
 def test_merge_windows_pinned_touching_and_nested():
-    w = pl.DataFrame({
-        "mint": ["a", "a", "a", "a", "b", "b", "a"],
-        "window_start_ts_ms": [10, 0, 21, 22, 5, 5, -5],
-        "window_end_ts_ms": [20, 10, 30, 25, 6, 6, -1],
-        "other": [1, 2, 3, 4, 5, 6, 7],
-    })
+    w = pl.DataFrame(
+        {
+            "mint": ["a", "a", "a", "a", "b", "b", "a"],
+            "window_start_ts_ms": [10, 0, 21, 22, 5, 5, -5],
+            "window_end_ts_ms": [20, 10, 30, 25, 6, 6, -1],
+            "other": [1, 2, 3, 4, 5, 6, 7],
+        }
+    )
     # [0,10) and [10,20) touch: one range; [22,25) is nested in [21,30); duplicates collapse
-    assert merge_windows(w).collect().rows() == [
-        ("a", -5, -1), ("a", 0, 20), ("a", 21, 30), ("b", 5, 6)
-    ]
+    assert merge_windows(w).collect().rows() == [("a", -5, -1), ("a", 0, 20), ("a", 21, 30), ("b", 5, 6)]
 
 
 def test_coverage_status_counts_slots_not_candles():
     """Two candles in one slot (off the interval grid) do not fill an empty slot (SPEC §4)."""
-    rows = [{"mint": "m", "ts_ms": t, "ver": 0, "open": 1.0, "high": 1.0, "low": 1.0,
-             "close": 1.0, "volume": 1.0, "source": "s"} for t in (0, 30_000, 60_000)]
+    rows = [
+        {
+            "mint": "m",
+            "ts_ms": t,
+            "ver": 0,
+            "open": 1.0,
+            "high": 1.0,
+            "low": 1.0,
+            "close": 1.0,
+            "volume": 1.0,
+            "source": "s",
+        }
+        for t in (0, 30_000, 60_000)
+    ]
     a = pl.DataFrame({"alert_id": ["a"], "mint": ["m"], "ts_ms": [0]})
     cov = coverage(slice_frame(rows, 60), a, interval="1m", window="pre0_post2").collect()
     # slots [0,60s) [60s,120s) [120s,180s): the last is empty
@@ -618,9 +714,20 @@ def test_coverage_status_counts_slots_not_candles():
 
 def test_coverage_slot_counts_are_per_mint():
     """A mint's filled slots never borrow candles of the mint sorted before it."""
-    rows = [{"mint": m, "ts_ms": t, "ver": 0, "open": 1.0, "high": 1.0, "low": 1.0,
-             "close": 1.0, "volume": 1.0, "source": "s"}
-            for m, t in (("a", 0), ("a", 60_000), ("b", 0))]
+    rows = [
+        {
+            "mint": m,
+            "ts_ms": t,
+            "ver": 0,
+            "open": 1.0,
+            "high": 1.0,
+            "low": 1.0,
+            "close": 1.0,
+            "volume": 1.0,
+            "source": "s",
+        }
+        for m, t in (("a", 0), ("a", 60_000), ("b", 0))
+    ]
     a = pl.DataFrame({"alert_id": ["x"], "mint": ["b"], "ts_ms": [0]})
     cov = coverage(slice_frame(rows, 60), a, interval="1m", window="pre0_post2").collect()
     assert cov.select("available_total", "status").row(0) == (1, "partial")
@@ -629,14 +736,22 @@ def test_coverage_slot_counts_are_per_mint():
 def test_dedup_rule_key_order_close_before_high_before_low_before_open():
     base = {"mint": "m", "ts_ms": 0, "ver": 0, "volume": 1.0, "source": "s"}
     pairs = [  # (winner, loser): each differs from the next key on in the opposite direction
-        ({"close": 2.0, "high": 1.0, "low": 1.0, "open": 1.0},
-         {"close": 1.0, "high": 2.0, "low": 2.0, "open": 2.0}),
-        ({"close": 1.0, "high": 2.0, "low": 1.0, "open": 1.0},
-         {"close": 1.0, "high": 1.0, "low": 2.0, "open": 2.0}),
-        ({"close": 1.0, "high": 1.0, "low": 2.0, "open": 1.0},
-         {"close": 1.0, "high": 1.0, "low": 1.0, "open": 2.0}),
-        ({"close": 1.0, "high": 1.0, "low": 1.0, "open": 2.0},
-         {"close": 1.0, "high": 1.0, "low": 1.0, "open": 1.0}),
+        (
+            {"close": 2.0, "high": 1.0, "low": 1.0, "open": 1.0},
+            {"close": 1.0, "high": 2.0, "low": 2.0, "open": 2.0},
+        ),
+        (
+            {"close": 1.0, "high": 2.0, "low": 1.0, "open": 1.0},
+            {"close": 1.0, "high": 1.0, "low": 2.0, "open": 2.0},
+        ),
+        (
+            {"close": 1.0, "high": 1.0, "low": 2.0, "open": 1.0},
+            {"close": 1.0, "high": 1.0, "low": 1.0, "open": 2.0},
+        ),
+        (
+            {"close": 1.0, "high": 1.0, "low": 1.0, "open": 2.0},
+            {"close": 1.0, "high": 1.0, "low": 1.0, "open": 1.0},
+        ),
     ]
     a = pl.DataFrame({"alert_id": ["a"], "mint": ["m"], "ts_ms": [0]})
     for win, lose in pairs:
@@ -644,10 +759,17 @@ def test_dedup_rule_key_order_close_before_high_before_low_before_open():
             c = slice_frame([{**base, **r} for r in order], 60)
             got = slice_windows(c, a, interval="1m", window="pre0_post0").collect()
             assert got.select("open", "high", "low", "close").row(0) == (
-                win["open"], win["high"], win["low"], win["close"]
+                win["open"],
+                win["high"],
+                win["low"],
+                win["close"],
             )
     # volume beats close; ver beats volume
-    c = slice_frame([{**base, "ver": 1, "volume": 0.0, "open": 0.0, "high": 0.0, "low": 0.0,
-                      "close": 0.0},
-                     {**base, "volume": 5.0, "open": 9.0, "high": 9.0, "low": 9.0, "close": 9.0}], 60)
+    c = slice_frame(
+        [
+            {**base, "ver": 1, "volume": 0.0, "open": 0.0, "high": 0.0, "low": 0.0, "close": 0.0},
+            {**base, "volume": 5.0, "open": 9.0, "high": 9.0, "low": 9.0, "close": 9.0},
+        ],
+        60,
+    )
     assert slice_windows(c, a, interval="1m", window="pre0_post0").collect()["volume"].item() == 0.0

@@ -26,9 +26,7 @@ def _sealed(run_dir: str | Path, verify: bool) -> tuple[Path, dict]:
 
 
 def _slice_paths(run_dir: Path, manifest: dict) -> list[str]:
-    return [
-        str(run_dir / f["path"]) for f in manifest["files"] if f["path"].startswith("slices/")
-    ]
+    return [str(run_dir / f["path"]) for f in manifest["files"] if f["path"].startswith("slices/")]
 
 
 def scan_run(run_dir: str | Path, *, verify: bool = False) -> pl.LazyFrame:
@@ -67,8 +65,7 @@ def scan_windows(run_dir: str | Path, *, verify: bool = False) -> pl.LazyFrame:
     alerts = (
         pl.scan_parquet(run_dir / COVERAGE)
         .filter("kept")
-        .select("alert_id", "mint", "alert_ts_ms", "anchor_ts_ms", "window_start_ts_ms",
-                "window_end_ts_ms")
+        .select("alert_id", "mint", "alert_ts_ms", "anchor_ts_ms", "window_start_ts_ms", "window_end_ts_ms")
     )
     candles = scan_run(run_dir).with_columns(_ts_ms=pl.col("ts").dt.epoch("ms"))
     # Joined on mint then cut to each window: fine for notebook-sized runs.

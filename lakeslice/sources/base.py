@@ -61,9 +61,7 @@ class Source(Protocol):
         """Yield batches in :data:`CANDLE_SCHEMA` covering every requested candle."""
         ...
 
-    def mint_counts(
-        self, *, chain: str, interval_s: int, start_ms: int, end_ms: int
-    ) -> pl.DataFrame:
+    def mint_counts(self, *, chain: str, interval_s: int, start_ms: int, end_ms: int) -> pl.DataFrame:
         """``mint`` (String), ``rows`` (Int64): candles per mint in ``[start_ms, end_ms)``.
 
         Used by corpus mode to plan bucket groups; counts may include duplicates.
