@@ -133,7 +133,7 @@ def floor_inputs(ds) -> tuple[str, str, Path, Path]:
     """Raw-dump SQL, lakeslice's own SQL, and the external-table files both read."""
     import polars as pl
 
-    from lakeslice.sources.clickhouse import TableInfo, candle_query
+    from lakeslice.sources.sql import TableInfo, candle_query
 
     ranges = pl.read_csv(
         ds.ranges_tsv,
@@ -174,7 +174,7 @@ def ch_client_argv(server, sql: str, externals: list[tuple[Path, str, str]]) -> 
 
 
 def build(ds, server, repeats: int, slow_repeats: int) -> list[Contender]:
-    from lakeslice.sources.clickhouse import PARAMS_STRUCTURE, RANGES_STRUCTURE
+    from lakeslice.sources.sql import PARAMS_STRUCTURE, RANGES_STRUCTURE
 
     def ls(name, what, alerts, source, reps=repeats):
         c = Contender(name, what, [], _lakeslice_parse, reps, env={"SOURCE_DATE_EPOCH": "1704067200"})

@@ -21,7 +21,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from lakeslice.sources.clickhouse import (
+from lakeslice.sources.sql import (
     PARAMS_STRUCTURE,
     PARAMS_TABLE,
     RANGES_STRUCTURE,
