@@ -18,6 +18,11 @@ _TIME_COLUMNS = ("ts_ms", "ts", "timestamp")
 _ID_COLUMNS = ("alert_id", "id")
 # Below this a number is epoch seconds, at or above it epoch milliseconds (SPEC §2).
 _SECONDS_LIMIT = 1e12
+#: Alert times every reader of the lake represents: ClickHouse DateTime64 starts at 1900-01-01,
+#: nanosecond timestamps (Arrow ``timestamp[ns]``, pandas) end at 2262-04-11. Windows stay in
+#: Int64 milliseconds and the SQL clamps the time bounds to the DateTime64 range.
+TS_MS_RANGE = (-2_208_988_800_000, 9_223_286_400_000)  # [1900-01-01, 2262-04-11) UTC
+TS_RANGE_TEXT = "1900-01-01 to 2262-04-10 (UTC)"
 _DATETIME_FORMATS = (
     "%Y-%m-%dT%H:%M:%S%.f%#z",
     "%Y-%m-%d %H:%M:%S%.f%#z",
@@ -153,7 +158,7 @@ def _times(frame: pl.DataFrame, col: str, file: str) -> pl.Series:
     # FIX: a Datetime column named ts_ms used to be cast to its raw integer (us/ns, not ms);
     # it now goes through _datetime_ms like ts/timestamp.
     if col == "ts_ms" and not s.dtype.is_temporal():
-        ms = s.cast(pl.Int64, strict=False) if s.dtype != pl.String else _int_text(s)
+        ms = _int_text(s) if s.dtype == pl.String else _int_ms(s)
     elif s.dtype.is_temporal():
         ms = _datetime_ms(s)
     elif s.dtype.is_numeric():
@@ -164,7 +169,24 @@ def _times(frame: pl.DataFrame, col: str, file: str) -> pl.Series:
     if bad.any():
         row = _first_bad_row(bad)
         raise InputError(f"{file}: column {col!r} has an unparseable time {s[row - 1]!r} at row {row}")
+    lo, hi = TS_MS_RANGE
+    outside = (ms < lo) | (ms >= hi)
+    if outside.any():
+        row = _first_bad_row(outside)
+        raise InputError(
+            f"{file}: column {col!r} has the time {s[row - 1]!r} at row {row},"
+            f" outside {TS_RANGE_TEXT}, the range every reader of the lake supports"
+        )
     return ms.alias("ts_ms")
+
+
+def _int_ms(s: pl.Series) -> pl.Series:
+    """Numbers as Int64 ms; beyond Int64 clipped, so they are refused as out of range."""
+    if s.dtype == pl.UInt64:
+        s = s.clip(upper_bound=2**63 - 1)
+    elif s.dtype.is_float():
+        s = pl.select(pl.when(s.is_finite()).then(s.clip(-(2.0**62), 2.0**62))).to_series()
+    return s.cast(pl.Int64, strict=False)
 
 
 def _int_text(s: pl.Series) -> pl.Series:
@@ -188,9 +210,8 @@ def _number_ms(x: pl.Series) -> pl.Series:
         .then((x * 1000).round(0))
         .otherwise(x.round(0))
     ).to_series()
-    # Outside ±year 10000 is not a time anyone means; refuse rather than overflow.
-    ms = ms.cast(pl.Int64, strict=False)
-    return pl.select(pl.when(ms.abs() <= 253_402_300_800_000).then(ms)).to_series()
+    # Clipped inside Int64 so that huge numbers are refused as out of range, not as unparseable.
+    return ms.clip(-(2.0**62), 2.0**62).cast(pl.Int64)
 
 
 def _text_ms(s: pl.Series) -> pl.Series:

@@ -20,7 +20,7 @@ from .lake.commit import Commit
 from .lake.manifest import LAKE_VERSION, content_sha256, created_at, exporter, files_section
 from .lake.writer import FileEntry, write_buckets
 from .sources import Source, open_source
-from .spec import InputError, check_compression, format_interval, parse_interval
+from .spec import InputError, check_compression, format_interval, parse_interval, target_bytes
 from .transforms import (
     DEDUP_RULE,
     dedupe_candles,
@@ -108,8 +108,6 @@ def export_corpus(
     started = time.perf_counter()
     interval_s = parse_interval(interval)
     check_compression(compression)
-    if not target_file_mb or target_file_mb <= 0:
-        raise InputError(f"target_file_mb {target_file_mb!r}: must be > 0")
     first, last = parse_day(date_from, "from"), parse_day(date_to, "to")
     if first >= last:
         raise InputError(f"--from {first} must be before --to {last} (--to is exclusive)")
@@ -127,7 +125,7 @@ def export_corpus(
                 chain=chain,
                 data_root=Path(data_root),
                 compression=compression,
-                target_bytes=int(target_file_mb * 1024 * 1024),
+                target_bytes=target_bytes(target_file_mb),
                 mints=mints,
             )
             result.days.append(summary)

@@ -26,7 +26,8 @@ from .lake.manifest import (
     files_section,
 )
 from .lake.writer import FileEntry, FileSink, write_buckets, write_file
-from .sources import CandleRequest, Source, open_source, retryable
+from .sources import CandleRequest, Source, open_source
+from .sources.base import Retry, with_retries
 from .spec import (
     InputError,
     RunError,
@@ -36,6 +37,7 @@ from .spec import (
     format_interval,
     parse_interval,
     parse_window,
+    target_bytes,
 )
 from .transforms import (
     COVERAGE_COLUMNS,
@@ -54,7 +56,6 @@ log = logging.getLogger("lakeslice")
 
 #: Estimated candle rows per bucket group: bounds peak memory, never changes the output.
 GROUP_ROWS = 1_000_000
-FETCH_ATTEMPTS = 3
 
 Progress = Callable[[int, int, int], None]  # (groups done, groups total, rows written)
 
@@ -124,8 +125,6 @@ def make_spec(
     target_total: int,
 ) -> RunSpec:
     interval_s = parse_interval(interval)
-    if not target_file_mb or target_file_mb <= 0:
-        raise InputError(f"target_file_mb {target_file_mb!r}: must be > 0")
     if min_required_pre < 0 or target_total < 0:
         raise InputError(f"min_required_pre={min_required_pre}, target_total={target_total}: must be >= 0")
     if not chain:
@@ -136,7 +135,7 @@ def make_spec(
         window=parse_window(window),
         chain=chain,
         compression=check_compression(compression),
-        target_bytes=int(target_file_mb * 1024 * 1024),
+        target_bytes=target_bytes(target_file_mb),
         strict=bool(strict_coverage),
         min_required_pre=int(min_required_pre),
         target_total=int(target_total),
@@ -323,15 +322,11 @@ def _empty_coverage() -> pl.DataFrame:
 def _fetch(src: Source, spec: RunSpec, ranges: pl.DataFrame, group: list[str]) -> pl.DataFrame:
     """All batches of one bucket group; a dropped connection retries the whole group."""
     request = CandleRequest(chain=spec.chain, interval_s=spec.interval_s, ranges=ranges)
-    for attempt in range(1, FETCH_ATTEMPTS + 1):
-        try:
-            return _frame_of(list(src.fetch(request)))
-        except Exception as exc:
-            if not retryable(exc) or attempt == FETCH_ATTEMPTS:
-                raise
-            log.info("buckets %s..%s: %s; retry %d", group[0], group[-1], exc, attempt)
-            time.sleep(0.2 * attempt)
-    raise AssertionError("unreachable")
+    return with_retries(
+        lambda: _frame_of(list(src.fetch(request))),
+        retry=getattr(src, "retry", Retry()),
+        what=f"buckets {group[0]}..{group[-1]}",
+    )
 
 
 def _frame_of(batches: list[pa.RecordBatch]) -> pl.DataFrame:

@@ -5,6 +5,7 @@ Everything here is plain Python on scalars: no data passes through it.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ __all__ = [
     "format_interval",
     "parse_window",
     "check_run_id",
+    "target_bytes",
     "COMPRESSIONS",
     "check_compression",
 ]
@@ -44,6 +46,7 @@ class RunError(LakesliceError):
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+INT32_MAX = 2**31 - 1
 _INTERVAL_RE = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 
 
@@ -69,6 +72,9 @@ def parse_interval(text: str | int) -> int:
         seconds = int(m.group(1)) * _UNITS[m.group(2) or "s"]
     if seconds <= 0:
         raise InputError(f"interval {text!r}: must be a positive number of seconds")
+    if seconds > INT32_MAX:
+        # the lake's interval_s column is Int32 (SPEC §3), the source's UInt32
+        raise InputError(f"interval {text!r}: at most {INT32_MAX} seconds (~68 years)")
     return seconds
 
 
@@ -117,10 +123,15 @@ def parse_window(text: str | Window) -> Window:
     m = _WINDOW_RE.match(str(text).strip())
     if not m:
         raise InputError(f"window {text!r}: expected preN_postM with N, M >= 0 (e.g. pre52_post4948)")
-    return Window(int(m.group(1)), int(m.group(2)))
+    pre, post = int(m.group(1)), int(m.group(2))
+    if max(pre, post) > INT32_MAX:
+        raise InputError(f"window {text!r}: N and M at most {INT32_MAX} candles each")
+    return Window(pre, post)
 
 
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+# The run directory, its staging and lock names add ~30 characters; file names stop at 255.
+RUN_ID_MAX = 200
 
 
 def check_run_id(run_id: str) -> str:
@@ -130,7 +141,24 @@ def check_run_id(run_id: str) -> str:
         raise InputError(
             f"run_id {run_id!r}: use letters, digits, '-', '_' and '.' only (not empty, not '..')"
         )
+    if len(run_id) > RUN_ID_MAX:
+        raise InputError(f"run_id {run_id[:20]!r}...: {len(run_id)} characters, at most {RUN_ID_MAX}")
     return run_id
+
+
+def target_bytes(target_file_mb: float) -> int:
+    """``target_file_mb`` (``--target-file-mb``) as bytes: finite, at least one kilobyte.
+
+    >>> target_bytes(512), target_bytes(0.5)
+    (536870912, 524288)
+    """
+    try:
+        mb = float(target_file_mb)
+    except (TypeError, ValueError):
+        raise InputError(f"target_file_mb {target_file_mb!r}: expected a number of megabytes") from None
+    if not math.isfinite(mb) or mb * 1024 * 1024 < 1024 or mb > 2**40:
+        raise InputError(f"target_file_mb {target_file_mb!r}: expected 0.001 to {2**40} megabytes")
+    return int(mb * 1024 * 1024)
 
 
 COMPRESSIONS = ("zstd", "snappy", "none")

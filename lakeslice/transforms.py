@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import polars as pl
 
 from .spec import InputError, Window, parse_interval, parse_window
@@ -67,7 +68,10 @@ OHLCV = ["open", "high", "low", "close", "volume"]
 
 #: How one row is chosen among several for the same (mint, interval, timestamp).
 DEDUP_RULE = "greatest ver, then greatest volume, close, high, low, open, then smallest source label"
+# Between values the rule calls equal (-0.0 and 0.0, NaNs with different payloads) the greater
+# IEEE 754 totalOrder key wins (volume, close, ..., open), so the pick never follows row order.
 _DEDUP_KEYS = ["ver", "volume", "close", "high", "low", "open"]
+_FLOAT_KEYS = _DEDUP_KEYS[1:]
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,7 +174,7 @@ def normalize_candles(
         if "interval_s" in names
         else pl.lit(None, pl.Int32)
     )
-    ver = pl.col("ver").cast(pl.Int64) if "ver" in names else pl.lit(0, pl.Int64)
+    ver = _ver_as_int64(pl.col("ver"), names["ver"]) if "ver" in names else pl.lit(0, pl.Int64)
     # Integer mints (ids assigned in string order by the exporter) stay integers: faster sorts.
     mint = pl.col("mint") if names["mint"].is_integer() else pl.col("mint").cast(pl.String)
     return lf.select(
@@ -181,6 +185,14 @@ def normalize_candles(
         ver.alias("ver"),
         label.alias("source"),
     )
+
+
+def _ver_as_int64(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """Versions as Int64 in their own order: UInt64 values >= 2^63 do not fit a plain cast, so the
+    top bit is flipped first (0..2^64-1 onto -2^63..2^63-1, order kept)."""
+    if dtype == pl.UInt64:
+        return (expr ^ pl.lit(2**63, pl.UInt64)).reinterpret(signed=True)
+    return expr.cast(pl.Int64)
 
 
 def _to_epoch_ms(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
@@ -209,6 +221,23 @@ def _sorted_by_mint_ts(candles: pl.LazyFrame) -> pl.LazyFrame:
     return frame.lazy().sort(packed, maintain_order=False)
 
 
+def _total_order_batch(s: pl.Series) -> pl.Series:
+    bits = s.cast(pl.Float64).to_numpy().view(np.int64)
+    # IEEE 754 totalOrder: flipping the magnitude bits of negatives makes the signed integers
+    # sort like the floats, with -0.0 just below 0.0 and NaNs ordered by sign and payload.
+    return pl.Series(s.name, np.where(bits < 0, bits ^ np.int64(2**63 - 1), bits), pl.Int64)
+
+
+def total_order(expr: pl.Expr) -> pl.Expr:
+    """Float64 as Int64 keys in IEEE 754 total order (bit-exact: every float its own key).
+
+    >>> keys = pl.select(total_order(pl.lit(pl.Series([-1.0, -0.0, 0.0, 1.0])))).to_series()
+    >>> keys.is_sorted(), keys.n_unique()
+    (True, 4)
+    """
+    return expr.map_batches(_total_order_batch, pl.Int64, is_elementwise=True)
+
+
 def dedupe_candles(candles: pl.LazyFrame) -> pl.LazyFrame:
     """One row per ``(mint, ts_ms)`` chosen by :data:`DEDUP_RULE`, sorted by ``(mint, ts_ms)``.
 
@@ -221,12 +250,15 @@ def dedupe_candles(candles: pl.LazyFrame) -> pl.LazyFrame:
     shared = ((same[0] & same[2]) | (same[1] & same[3])).fill_null(False)
     # materialized once: both the duplicate subset and the final filter read it
     ordered = ordered.with_columns(_dup=shared).collect().lazy()
-    tie_keys = [*key, *_DEDUP_KEYS, *(["source"] if "source" in ordered.collect_schema() else [])]
+    # Values first (as the rule says), then the floats' bits: -0.0 == 0.0 and NaN == NaN as
+    # values, so without the bits the pick between them would follow the arrival order.
+    bits = [f"_bits_{c}" for c in _FLOAT_KEYS]
+    source = ["source"] if "source" in ordered.collect_schema() else []
+    tie_keys = [*key, *_DEDUP_KEYS, *bits, *source]
     winners = (
         ordered.filter("_dup")
-        .sort(
-            tie_keys, descending=[c in _DEDUP_KEYS for c in tie_keys], nulls_last=True, maintain_order=False
-        )
+        .with_columns(total_order(pl.col(c)).alias(b) for c, b in zip(_FLOAT_KEYS, bits, strict=True))
+        .sort(tie_keys, descending=[c not in (*key, *source) for c in tie_keys], nulls_last=True)
         .unique(subset=key, keep="first", maintain_order=False)
         .select("_row")
     )
@@ -249,6 +281,7 @@ def alert_windows(alerts: FrameLike, *, interval: str | int, window: str | Windo
     """
     width_ms = parse_interval(interval) * 1000
     win = parse_window(window)
+    _check_window_range(alerts, width_ms, win)
     anchor = (pl.col("ts_ms") // width_ms) * width_ms
     return alerts.lazy().select(
         "alert_id",
@@ -258,6 +291,25 @@ def alert_windows(alerts: FrameLike, *, interval: str | int, window: str | Windo
         (anchor - win.pre * width_ms).alias("window_start_ts_ms"),
         (anchor + (win.post + 1) * width_ms).alias("window_end_ts_ms"),
     )
+
+
+def _check_window_range(alerts: FrameLike, width_ms: int, win: Window) -> None:
+    """Refuse windows whose bounds leave Int64 milliseconds (they would wrap around)."""
+    lo, hi = (
+        alerts.lazy()
+        .select(pl.col("ts_ms").min().alias("lo"), pl.col("ts_ms").max().alias("hi"))
+        .collect()
+        .row(0)
+    )
+    if lo is None:
+        return
+    start = (lo // width_ms) * width_ms - win.pre * width_ms
+    end = (hi // width_ms) * width_ms + (win.post + 1) * width_ms
+    if start < -(2**63) or end > 2**63 - 1:
+        raise InputError(
+            f"window {win.name} at interval {width_ms // 1000}s: the windows of the alerts"
+            f" (ts_ms {lo} to {hi}) reach beyond Int64 milliseconds; use a shorter window or interval"
+        )
 
 
 def merge_windows(windows: FrameLike) -> pl.LazyFrame:
@@ -308,9 +360,9 @@ def restrict_to_ranges(candles: pl.LazyFrame, ranges: FrameLike) -> pl.LazyFrame
 
 
 def _prepared(
-    candles: FrameLike, alerts: FrameLike, interval: str | int, window: str | Window
+    candles: FrameLike, alerts: FrameLike, interval: str | int, window: str | Window, chain: str
 ) -> tuple[pl.LazyFrame, pl.LazyFrame, int]:
-    """Normalized alerts' windows and the deduplicated candles inside their union."""
+    """Normalized alerts' windows and the deduplicated candles of ``chain`` inside their union."""
     from .alerts import normalize_alerts  # local: alerts imports nothing from here
 
     interval_s = parse_interval(interval)
@@ -319,7 +371,7 @@ def _prepared(
     if not {"alert_id", "mint", "ts_ms"} <= set(alerts.columns) or alerts["ts_ms"].dtype != pl.Int64:
         alerts = normalize_alerts(alerts)
     windows = alert_windows(alerts, interval=interval_s, window=window)
-    cands = dedupe_candles(normalize_candles(candles, interval_s=interval_s))
+    cands = dedupe_candles(normalize_candles(candles, chain=chain, interval_s=interval_s))
     cands = restrict_to_ranges(cands, merge_windows(windows))
     return windows, cands, interval_s
 
@@ -340,11 +392,18 @@ def to_slice_columns(candles: pl.LazyFrame, *, interval_s: int, source: str | No
 
 
 def slice_windows(
-    candles: FrameLike, alerts: FrameLike, *, interval: str | int, window: str | Window
+    candles: FrameLike,
+    alerts: FrameLike,
+    *,
+    interval: str | int,
+    window: str | Window,
+    chain: str = "solana",
 ) -> pl.LazyFrame:
     """The deduplicated candles inside the union of each mint's alert windows.
 
-    Columns of SPEC §3 plus ``mint_bucket``; one row per ``(mint, ts)``, sorted by it.
+    Columns of SPEC §3 plus ``mint_bucket``; one row per ``(mint, ts)``, sorted by it. When the
+    candles have a ``chain`` column only rows of ``chain`` count (as in the export); rows of other
+    intervals are dropped likewise.
 
     >>> c = pl.DataFrame({"mint": ["m"] * 3, "ts_ms": [0, 60_000, 120_000],
     ...     "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0})
@@ -352,7 +411,7 @@ def slice_windows(
     >>> slice_windows(c, a, interval="1m", window="pre1_post0").collect().height
     2
     """
-    _, cands, interval_s = _prepared(candles, alerts, interval, window)
+    _, cands, interval_s = _prepared(candles, alerts, interval, window, chain)
     return to_slice_columns(cands, interval_s=interval_s).with_columns(mint_bucket=mint_bucket("mint"))
 
 
@@ -463,11 +522,14 @@ def coverage(
     *,
     interval: str | int,
     window: str | Window,
+    chain: str = "solana",
     strict: bool = False,
     min_required_pre: int = 52,
     target_total: int = 5000,
 ) -> pl.LazyFrame:
     """One coverage row per alert (SPEC §4 columns), sorted by ``alert_id``.
+
+    Counts only candles of ``chain`` when the candles have a ``chain`` column (as the export).
 
     >>> c = pl.DataFrame({"mint": ["m"] * 2, "ts_ms": [0, 60_000],
     ...     "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0})
@@ -475,7 +537,7 @@ def coverage(
     >>> coverage(c, a, interval="1m", window="pre1_post1").collect()["status"].item()
     'partial'
     """
-    windows, cands, _ = _prepared(candles, alerts, interval, window)
+    windows, cands, _ = _prepared(candles, alerts, interval, window, chain)
     return coverage_of(
         cands,
         windows,

@@ -652,7 +652,7 @@ def test_server_dies_mid_export_then_rerun_succeeds(dedicated_server, tmp_path):
     alerts = tmp_path / "alerts.csv"
     alerts.write_text("mint,ts_ms\n" + "".join(f"mint{i},{mid_ms}\n" for i in range(DYING_MINTS)))
     data = tmp_path / "data"
-    url = server.url("default")
+    url = server.url("default") + "?retries=1&retry_wait=0.1"  # fail fast: the server stays dead
     argv = [
         "export",
         "--alerts",

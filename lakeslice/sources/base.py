@@ -8,12 +8,17 @@ deduplicates) and rows in any order (the pipeline sorts); it must not miss a row
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import polars as pl
 import pyarrow as pa
+
+log = logging.getLogger("lakeslice")
+T = TypeVar("T")
 
 # Columns a source yields. ``ver`` is the optional version column (ReplacingMergeTree's `ver`);
 # sources without one yield 0. ``mint`` may also arrive dictionary-encoded.
@@ -69,3 +74,41 @@ class Source(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How a dropped connection is retried: ``retries`` more tries after waits that double from
+    ``first_wait`` seconds up to ``max_wait`` each (defaults: 0.5, 1, 2, 4, 8, 16: about 30 s in
+    all, long enough for a server restart, never forever).
+
+    >>> Retry(retries=4, first_wait=1, max_wait=3).waits()
+    [1.0, 2.0, 3.0, 3.0]
+    """
+
+    retries: int = 6
+    first_wait: float = 0.5
+    max_wait: float = 30.0
+
+    def waits(self) -> list[float]:
+        return [min(float(self.first_wait) * 2**k, float(self.max_wait)) for k in range(self.retries)]
+
+
+def with_retries(call: Callable[[], T], *, retry: Retry, what: str) -> T:
+    """``call()``, retried after an error marked ``retryable`` (a dropped connection) as ``retry``
+    says; other errors, and the last retryable one, propagate (the last one says how long it tried).
+    """
+    waits = retry.waits()
+    for attempt, wait in enumerate([*waits, None]):
+        try:
+            return call()
+        except Exception as exc:
+            if not getattr(exc, "retryable", False):
+                raise
+            if wait is None:
+                if not waits:
+                    raise
+                raise type(exc)(f"{exc} (gave up after {len(waits)} retries over {sum(waits):g}s)") from None
+            log.info("%s: %s; retry %d of %d in %gs", what, exc, attempt + 1, len(waits), wait)
+            time.sleep(wait)
+    raise AssertionError("unreachable")

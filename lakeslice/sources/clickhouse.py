@@ -14,6 +14,7 @@ says 516: messages are cut to their first sentence; all three codes mean "auth r
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import numpy as np
 import pyarrow as pa
 
+from lakeslice.sources.base import Retry
 from lakeslice.sources.sql import (
     PARAMS_STRUCTURE,
     PARAMS_TABLE,
@@ -61,30 +63,81 @@ class _Columns(dict):
         super().__init__({k: self._Col(v) for k, v in columns.items()})
 
 
+#: URL query options: name -> (parser, default). Timeouts in seconds; see sources/base.Retry.
+URL_OPTIONS = {
+    "connect_timeout": 10.0,
+    "receive_timeout": 300.0,
+    "retries": 6,
+    "retry_wait": 0.5,
+    "compression": "",
+    "verify": "1",
+}
+
+
 def parse_url(url: str) -> dict:
-    """``clickhouse[s]://[user[:password]@]host[:port]/database[?compression=lz4&verify=0]``."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("clickhouse", "clickhouses"):
-        raise InputError(f"source {_redact_url(url)!r}: expected clickhouse:// or clickhouses://")
-    secure = parts.scheme == "clickhouses"
+    """``clickhouse[s]://[user[:password]@]host[:port]/database[?option=value&...]``.
+
+    Options: ``connect_timeout`` and ``receive_timeout`` (seconds, default 10 and 300),
+    ``retries`` (default 6) and ``retry_wait`` (first wait in seconds, doubling, default 0.5)
+    for a dropped connection, ``compression`` (``lz4``, ``zstd``), ``verify=0`` (TLS).
+
+    >>> parse_url("clickhouse://h/db?receive_timeout=5")["send_receive_timeout"]
+    5.0
+    """
+    shown = _redact_url(url)
     try:
+        parts = urlsplit(url)
         port = parts.port
-    except ValueError:
-        raise InputError(f"source {_redact_url(url)!r}: bad port") from None
-    if not parts.hostname:
-        raise InputError(f"source {_redact_url(url)!r}: missing host")
+        host = parts.hostname
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL", a port out of range
+        raise InputError(f"source {shown!r}: malformed URL ({exc})") from None
+    if parts.scheme not in ("clickhouse", "clickhouses"):
+        raise InputError(f"source {shown!r}: expected clickhouse:// or clickhouses://")
+    secure = parts.scheme == "clickhouses"
+    if not host:
+        raise InputError(f"source {shown!r}: missing host")
     database = unquote(parts.path.lstrip("/")) or "default"
-    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    unknown = sorted(set(query) - set(URL_OPTIONS))
+    if unknown:
+        raise InputError(
+            f"source {shown!r}: unknown URL option {unknown[0]!r} (known: {', '.join(URL_OPTIONS)})"
+        )
+    opts = {k: query.get(k, str(v)) for k, v in URL_OPTIONS.items()}
     return {
-        "host": parts.hostname,
+        "host": host,
         "port": port or (9440 if secure else 9000),
         "database": database,
         "user": unquote(parts.username) if parts.username else None,
         "password": unquote(parts.password) if parts.password is not None else None,
         "secure": secure,
-        "verify": query.get("verify", "1").lower() not in ("0", "false", "no"),
-        "compression": query.get("compression") or False,
+        "verify": opts["verify"].lower() not in ("0", "false", "no"),
+        "compression": opts["compression"] or False,
+        "connect_timeout": _seconds(opts, "connect_timeout", shown),
+        "send_receive_timeout": _seconds(opts, "receive_timeout", shown),
+        "retry": Retry(
+            retries=_count(opts, "retries", shown), first_wait=_seconds(opts, "retry_wait", shown, zero=True)
+        ),
     }
+
+
+def _seconds(opts: dict, name: str, shown: str, *, zero: bool = False) -> float:
+    try:
+        value = float(opts[name])
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and (value >= 0 if zero else value > 0) and value <= 86_400):
+        raise InputError(
+            f"source {shown!r}: URL option {name}={opts[name]!r}: expected seconds, 0 < s <= 86400"
+        )
+    return value
+
+
+def _count(opts: dict, name: str, shown: str) -> int:
+    text = opts[name]
+    if not text.isdigit() or int(text) > 20:
+        raise InputError(f"source {shown!r}: URL option {name}={text!r}: expected 0 to 20")
+    return int(text)
 
 
 def _redact_url(url: str) -> str:
@@ -110,6 +163,7 @@ class ClickHouseSource(SqlCandleSource):
         compression: str | bool = False,
         connect_timeout: float = 10,
         send_receive_timeout: float = 300,
+        retry: Retry | None = None,
     ):
         self.host, self.port = host, int(port)
         self.database = check_identifier(database, "database")
@@ -125,6 +179,7 @@ class ClickHouseSource(SqlCandleSource):
             connect_timeout=connect_timeout,
             send_receive_timeout=send_receive_timeout,
         )
+        self.retry = retry or Retry()
         self._client = None
         self._info: TableInfo | None = None
         self.label = f"clickhouse:{self.database}.{self.table}"
@@ -239,11 +294,23 @@ class ClickHouseSource(SqlCandleSource):
             if code in _UNKNOWN_DB_TABLE:
                 return RunError(f"{self.where}: table not found: {text}")
             return RunError(f"{self.where}: {what}: {text}")
-        dropped = (errors.NetworkError, errors.SocketTimeoutError, errors.UnexpectedPacketFromServerError)
+        if isinstance(exc, (errors.SocketTimeoutError, TimeoutError)):
+            return RunError(f"{self.where}: timed out: {self._timeouts(exc)}")
+        dropped = (errors.NetworkError, errors.UnexpectedPacketFromServerError)
         if isinstance(exc, (*dropped, EOFError, OSError)):
             text = text or type(exc).__name__
             return SourceConnectionError(f"{self.where}: connection failed or dropped: {text}")
         return RunError(f"{self.where}: {what}: {type(exc).__name__}: {text}")
+
+    def _timeouts(self, exc: BaseException) -> str:
+        """Which timeout ran out, and how to change it: a server that stops answering."""
+        kw = self._client_kwargs
+        receive = f"receive_timeout={kw['send_receive_timeout']:g}s"
+        if isinstance(exc, TimeoutError):  # raised by the socket while a query streams
+            said = f"no answer within {receive}"
+        else:  # the driver's SocketTimeoutError: while connecting or saying hello
+            said = f"no answer while connecting (connect_timeout={kw['connect_timeout']:g}s, {receive})"
+        return said + "; change with the URL options ?connect_timeout=SECONDS&receive_timeout=SECONDS"
 
     def _scrub(self, text: str) -> str:
         pw = self._password

@@ -88,11 +88,12 @@ def check_identifier(name: str, what: str) -> str:
 
 @dataclass(frozen=True)
 class TableInfo:
-    """What the table looks like: timestamp type, optional ``ver``, server version."""
+    """What the table looks like: timestamp type, optional ``ver`` (its type), server version."""
 
     timestamp_type: str
     has_ver: bool
     server_version: str = ""
+    ver_type: str = ""
 
     @property
     def datetime64(self) -> bool:
@@ -109,7 +110,8 @@ def table_info(columns: dict[str, str], where: str, version: str = "") -> TableI
     ts_type = _strip_wrappers(columns["timestamp"])
     if not ts_type.startswith("DateTime"):
         raise RunError(f"{where}: column timestamp is {columns['timestamp']}, expected DateTime")
-    return TableInfo(ts_type, "ver" in columns, version)
+    ver_type = _strip_wrappers(columns.get("ver", ""))
+    return TableInfo(ts_type, "ver" in columns, version, ver_type)
 
 
 def _strip_wrappers(type_name: str) -> str:
@@ -139,7 +141,7 @@ def candle_query(database: str, table: str, info: TableInfo, *, windows: bool) -
             f"timestamp >= (SELECT lo_s FROM {PARAMS_TABLE})"
             f" AND timestamp <= (SELECT hi_s FROM {PARAMS_TABLE})"
         )
-    ver = ", toInt64(ver) AS ver" if info.has_ver else ""
+    ver = f", {ver_expression(info.ver_type)} AS ver" if info.has_ver else ""
     key = "token_address" if windows else "token_address AS mint"
     inner = (
         f"SELECT {key}, {ts_ms} AS ts_ms, {', '.join(OHLCV)}{ver} FROM {ident}"
@@ -157,6 +159,22 @@ def candle_query(database: str, table: str, info: TableInfo, *, windows: bool) -
         f" ALL INNER JOIN {RANGES_TABLE} AS r USING (token_address)"
         " WHERE ts_ms >= start_ms AND ts_ms < end_ms"
     )
+
+
+def ver_expression(ver_type: str) -> str:
+    """``ver`` as an Int64 in the same order as the column's own values.
+
+    ``toInt64`` wraps UInt64 values >= 2^63 to negatives (the older row would win); flipping the
+    top bit first maps 0..2^64-1 onto -2^63..2^63-1 in order. Every other type fits Int64.
+
+    >>> ver_expression("UInt64")
+    "toInt64(bitXor(ver, toUInt64('9223372036854775808')))"
+    >>> ver_expression("UInt32")
+    'toInt64(ver)'
+    """
+    if ver_type == "UInt64":
+        return "toInt64(bitXor(ver, toUInt64('9223372036854775808')))"
+    return "toInt64(ver)"
 
 
 def count_query(database: str, table: str, info: TableInfo) -> str:
@@ -222,8 +240,13 @@ def request_data(request: CandleRequest) -> RequestData:
     return RequestData(mints, ranges, params)
 
 
-def to_candle_batch(batch: pa.RecordBatch, mints: pa.Array | None, has_ver: bool) -> pa.RecordBatch:
-    """A result batch in CANDLE_SCHEMA (dictionary ``mint`` for window requests)."""
+def to_candle_batch(
+    batch: pa.RecordBatch, mints: pa.Array | None, has_ver: bool, *, where: str = "source"
+) -> pa.RecordBatch:
+    """A result batch in CANDLE_SCHEMA (dictionary ``mint`` for window requests).
+
+    ``where`` names host and table in the error when a price or volume does not fit Float64.
+    """
     n = batch.num_rows
     if mints is None:
         mint = batch.column("mint").cast(pa.string())
@@ -234,8 +257,22 @@ def to_candle_batch(batch: pa.RecordBatch, mints: pa.Array | None, has_ver: bool
         schema = DICT_CANDLE_SCHEMA
     ver = batch.column("ver") if has_ver else pa.array(np.zeros(n, dtype=np.int64))
     cols = [mint, batch.column("ts_ms").cast(pa.int64())]
-    cols += [batch.column(c).cast(pa.float64()) for c in OHLCV]
+    cols += [_as_float64(batch.column(c), c, where) for c in OHLCV]
     return pa.RecordBatch.from_arrays([*cols, ver.cast(pa.int64())], schema=schema)
+
+
+def _as_float64(values: pa.Array, column: str, where: str) -> pa.Array:
+    """Exact Float64, or one line: an integer above 2^53 would silently lose digits."""
+    try:
+        return values.cast(pa.float64())
+    except pa.ArrowInvalid:
+        import pyarrow.compute as pc
+
+        big = pc.filter(values, pc.greater(pc.abs(values.cast(pa.float64(), safe=False)), 2.0**53))
+        first = big[0].as_py() if len(big) else "?"
+        raise RunError(
+            f"{where}: column {column} holds {first}, above 2^53: Float64 cannot hold it exactly"
+        ) from None
 
 
 class SqlCandleSource:
@@ -256,7 +293,7 @@ class SqlCandleSource:
             return
         sql = candle_query(self.database, self.table, info, windows=data.ranges is not None)
         for batch in self._stream(sql, data):
-            yield to_candle_batch(batch, data.mints, info.has_ver)
+            yield to_candle_batch(batch, data.mints, info.has_ver, where=self.where)
 
     def mint_counts(self, *, chain: str, interval_s: int, start_ms: int, end_ms: int) -> pl.DataFrame:
         info = self.describe()
