@@ -17,7 +17,8 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from . import __version__
+from . import __version__, signals
+from .signals import Interrupted
 from .spec import InputError, LakesliceError
 
 app = typer.Typer(
@@ -79,7 +80,7 @@ def _main(
 
 def _fail(exc: BaseException, fmt: str) -> None:
     """Report one line and exit with the error's status; never a traceback."""
-    if isinstance(exc, LakesliceError):
+    if isinstance(exc, (LakesliceError, Interrupted)):
         code, status, message = exc.code, exc.exit_code, str(exc)
     else:
         code, status = "internal_error", 1
@@ -206,7 +207,7 @@ def export(
                 overwrite=opts["overwrite"],
                 progress=progress,
             )
-    except Exception as exc:  # noqa: BLE001 - every failure becomes one line
+    except (Exception, Interrupted) as exc:  # noqa: BLE001 - every failure becomes one line
         _fail(exc, fmt)
     if fmt == "json":
         typer.echo(json.dumps(result.to_json(), sort_keys=True))
@@ -258,7 +259,7 @@ def corpus(
                 mints=read_mints(mints) if mints else None,
                 progress=progress,
             )
-    except Exception as exc:  # noqa: BLE001
+    except (Exception, Interrupted) as exc:  # noqa: BLE001
         _fail(exc, fmt)
     if fmt == "json":
         typer.echo(json.dumps(result.to_json(), sort_keys=True))
@@ -274,7 +275,7 @@ def verify(run_dir: Path = typer.Argument(..., help="A run directory (or corpus 
         from .render import render_verify
 
         reports = verify_path(run_dir)
-    except Exception as exc:  # noqa: BLE001
+    except (Exception, Interrupted) as exc:  # noqa: BLE001
         _fail(exc, "table")
     bad = render_verify(reports)
     raise typer.Exit(1 if bad else 0)
@@ -287,12 +288,28 @@ def show(run_dir: Path = typer.Argument(..., help="A sealed run directory (or co
         from .render import render_show
 
         render_show(run_dir)
-    except Exception as exc:  # noqa: BLE001
+    except (Exception, Interrupted) as exc:  # noqa: BLE001
         _fail(exc, "table")
 
 
 def main() -> None:
-    app()
+    """The console entry point: stop signals become one line and exit 130 (see signals.py)."""
+    signals.install()
+    try:
+        app()
+        return
+    except Interrupted as exc:  # arrived outside a command's own handler (start-up, rendering)
+        err.print(f"lakeslice: error: {exc}", markup=False, soft_wrap=True)
+        status = exc.exit_code
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if status != signals.EXIT_STATUS:
+            raise
+    # Interrupted: output flushed, exit now; a fetch thread still blocked on a silent server
+    # must not hold the process (its connection is already closed).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 if __name__ == "__main__":

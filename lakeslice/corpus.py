@@ -19,6 +19,7 @@ from .lake import layout
 from .lake.commit import Commit
 from .lake.manifest import LAKE_VERSION, content_sha256, created_at, exporter, files_section
 from .lake.writer import FileEntry, write_buckets
+from .signals import deferred
 from .sources import Source, open_source
 from .spec import InputError, check_compression, format_interval, parse_interval, target_bytes
 from .transforms import (
@@ -184,7 +185,8 @@ def _export_day(
                 commit.staging, "", slices, compression=compression, target_bytes=target_bytes
             )
         seal = _day_seal(day, interval_s, chain, src, files)
-        commit.seal(seal, seal_path=layout.day_seal(final))
+        with deferred():  # a stop signal waits for the seal's renames
+            commit.seal(seal, seal_path=layout.day_seal(final))
     log.info("corpus %s: %d rows in %d files", day, seal["rows"], len(files))
     return {
         "date": day.isoformat(),

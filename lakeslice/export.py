@@ -26,6 +26,7 @@ from .lake.manifest import (
     files_section,
 )
 from .lake.writer import FileEntry, FileSink, write_buckets, write_file
+from .signals import deferred
 from .sources import CandleRequest, Source, open_source
 from .sources.base import Retry, with_retries
 from .spec import (
@@ -193,7 +194,8 @@ def export_run_slices(
             files, coverage_df, fetched = _write_data(commit.staging, alerts_df, src, spec, progress)
             alerts_entry = write_file(commit.staging, layout.ALERTS, alerts_df, compression=spec.compression)
             manifest = _manifest(run_id, spec, src, alerts_name, alerts_entry, files, coverage_df)
-            commit.seal(manifest)
+            with deferred():  # a stop signal waits for the seal's renames: sealed whole or not at all
+                commit.seal(manifest)
     finally:
         if owns_source:
             src.close()
@@ -304,13 +306,20 @@ def prefetched(groups: list[list[str]], fetch: Callable[[list[str]], pl.DataFram
     """
     if not groups:
         return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lakeslice-fetch") as pool:
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lakeslice-fetch")
+    done = False
+    try:
         pending = pool.submit(fetch, groups[0])
         for i, group in enumerate(groups):
             frame = pending.result()
             if i + 1 < len(groups):
                 pending = pool.submit(fetch, groups[i + 1])
             yield group, frame
+        done = True
+    finally:
+        # After an error or a stop signal, do not wait for a fetch that may hang on a silent
+        # server: closing the source (the caller's finally) ends it.
+        pool.shutdown(wait=done, cancel_futures=True)
 
 
 def _empty_coverage() -> pl.DataFrame:

@@ -266,10 +266,9 @@ def _as_float64(values: pa.Array, column: str, where: str) -> pa.Array:
     try:
         return values.cast(pa.float64())
     except pa.ArrowInvalid:
-        import pyarrow.compute as pc
-
-        big = pc.filter(values, pc.greater(pc.abs(values.cast(pa.float64(), safe=False)), 2.0**53))
-        first = big[0].as_py() if len(big) else "?"
+        ints = pl.Series(values).cast(pl.Float64, strict=False).abs()
+        big = pl.Series(values).filter(ints >= 2.0**53)
+        first = big[0] if len(big) else "a value"
         raise RunError(
             f"{where}: column {column} holds {first}, above 2^53: Float64 cannot hold it exactly"
         ) from None

@@ -1,0 +1,431 @@
+"""Reliability, round 2 (issue 12 items 5-8 and its weak spots; issue 15's empty fetch).
+
+Real servers (the session ClickHouse 18.16, dedicated ones that get stopped, chdb), real CLI
+processes and real signals; expectations computed independently in plain Python.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+import signal
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+import test_reliability
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_reliability import (
+    assert_one_line_failure,
+    manifests_under,
+    popen_cli,
+    run_cli,
+    run_dir,
+)
+
+from lakeslice import coverage, export_run_slices, scan_run, slice_windows
+from lakeslice.sources.embedded import seed_chdb
+from lakeslice.transforms import dedupe_candles, normalize_candles
+
+T0 = 1_704_067_200  # 2024-01-01, epoch seconds
+OHLCV = ("open", "high", "low", "close", "volume")
+dedicated_server = test_reliability.dedicated_server  # a server of the test's own: it gets stopped
+
+
+def candle(mint, ts_s, *, chain="solana", close=1.0, volume=1.0, ver=None, interval=60) -> dict:
+    row = {
+        "token_address": mint,
+        "chain": chain,
+        "timestamp": ts_s,
+        "interval_seconds": interval,
+        "open": 1.0,
+        "high": 1.0,
+        "low": 1.0,
+        "close": close,
+        "volume": volume,
+    }
+    if ver is not None:
+        row["ver"] = ver
+    return row
+
+
+def write_alerts(path: Path, rows: list[tuple[str, object]], column: str = "ts_ms") -> Path:
+    path.write_text(f"mint,{column}\n" + "".join(f"{m},{t}\n" for m, t in rows))
+    return path
+
+
+def export_argv(alerts, source, data, *extra, run_id="r", window="pre2_post2", interval="1m"):
+    return [
+        "export",
+        "--alerts",
+        alerts,
+        "--interval",
+        interval,
+        "--window",
+        window,
+        "--source",
+        source,
+        "--data-root",
+        data,
+        "--run-id",
+        run_id,
+        *extra,
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Item 5: UInt64 versions >= 2^63 compare without wrapping, on every source kind
+
+VERSIONS = [0, 7, 2**63 - 1, 2**63, 2**63 + 5, 2**64 - 1]
+
+
+def _version_rows() -> tuple[list[dict], dict[str, float]]:
+    # one key per pair of versions, in both insertion orders; close = the row's version rank
+    rows, expected = [], {}
+    for i, (a, b) in enumerate(itertools.permutations(range(len(VERSIONS)), 2)):
+        mint = f"v{i:02d}"
+        for rank in (a, b):
+            # the loser has the larger volume: only the version may decide
+            rows.append(candle(mint, T0, close=float(rank), volume=100.0 - rank, ver=VERSIONS[rank]))
+        expected[mint] = float(max(a, b, key=lambda r: VERSIONS[r]))
+    return rows, expected
+
+
+@pytest.mark.parametrize("kind", ["clickhouse", "chdb", "parquet"])
+def test_uint64_versions_above_2_63_pick_the_greatest(kind, clickhouse_server, tmp_path):
+    rows, expected = _version_rows()
+    if kind == "clickhouse":
+        from conftest import load_candles
+
+        load_candles(clickhouse_server, "rel2", "versions", rows, with_ver=True)
+        source = clickhouse_server.url("rel2")
+    elif kind == "chdb":
+        seed_chdb(
+            tmp_path / "chdb", pl.DataFrame(rows, schema_overrides={"ver": pl.UInt64}), table="versions"
+        )
+        source = f"chdb://{tmp_path / 'chdb'}"
+    else:
+        frame = pl.DataFrame(rows, schema_overrides={"ver": pl.UInt64})
+        frame = frame.with_columns(pl.from_epoch("timestamp", time_unit="s"))
+        frame.write_parquet(tmp_path / "c.parquet")
+        source = f"parquet://{tmp_path / 'c.parquet'}"
+    alerts = pl.DataFrame({"mint": sorted(expected), "ts_ms": [T0 * 1000] * len(expected)})
+    res = export_run_slices(
+        alerts,
+        interval="1m",
+        window="pre0_post0",
+        source=source,
+        table="versions",
+        data_root=tmp_path / "data",
+        run_id="v",
+    )
+    got = dict(scan_run(res.run_dir).select("mint", "close").collect().iter_rows())
+    assert got == expected
+
+
+# --------------------------------------------------------------------------------------------
+# Item 8: -0.0 / 0.0 and NaN payloads: the pick does not depend on row order
+
+FLOATS = [0.0, -0.0, 1.0, math.inf, -math.inf]
+NANS = [0x7FF8000000000000, 0x7FF8000000000001, 0x7FF0000000000002, 0xFFF8000000000000, 0xFFF0000000000003]
+
+
+def _f(bits: int) -> float:
+    return struct.unpack("<d", struct.pack("<Q", bits))[0]
+
+
+def _bits(x: float) -> int:
+    return struct.unpack("<q", struct.pack("<d", x))[0]
+
+
+def _value_key(x: float) -> tuple:
+    # the rule's "greatest value" as Polars orders floats: NaN above everything, -0.0 == 0.0
+    return (1, 0.0) if math.isnan(x) else (0, x + 0.0)
+
+
+def _total_key(x: float) -> int:
+    b = _bits(x)
+    return b ^ (2**63 - 1) if b < 0 else b
+
+
+def _best(rows: list[dict]) -> dict:
+    floats = ("volume", "close", "high", "low", "open")
+    return max(
+        rows,
+        key=lambda r: (
+            r["ver"],
+            *(_value_key(r[c]) for c in floats),
+            *(_total_key(r[c]) for c in floats),
+        ),
+    )
+
+
+float_values = st.sampled_from(FLOATS + [_f(b) for b in NANS])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(
+        st.fixed_dictionaries({c: float_values for c in OHLCV} | {"ver": st.integers(0, 1)}),
+        min_size=2,
+        max_size=6,
+    ),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_dedup_of_signed_zeros_and_nan_payloads_ignores_row_order(rows, seed):
+    expected = _best(rows)
+    rng = random.Random(seed)
+    picks = set()
+    for _ in range(4):
+        order = rows[:]
+        rng.shuffle(order)
+        frame = pl.DataFrame(
+            [{"mint": "m", "ts_ms": 0, **r} for r in order],
+            schema={"mint": pl.String, "ts_ms": pl.Int64, **{c: pl.Float64 for c in OHLCV}, "ver": pl.Int64},
+        )
+        out = dedupe_candles(normalize_candles(frame, source="s")).collect()
+        assert out.height == 1
+        picks.add(tuple(_bits(out[c][0]) for c in OHLCV))
+    assert picks == {tuple(_bits(expected[c]) for c in OHLCV)}
+
+
+# --------------------------------------------------------------------------------------------
+# Item 7: slice_windows / coverage take chain= and filter as the export does
+
+
+def _two_chains() -> tuple[pl.DataFrame, pl.DataFrame]:
+    base = T0 * 1000
+    candles = pl.DataFrame(
+        {
+            "mint": ["m", "m", "m", "e"],
+            "chain": ["solana", "ethereum", "solana", "ethereum"],
+            "ts_ms": [base, base, base + 60_000, base],
+            "open": 1.0,
+            "high": 1.0,
+            "low": 1.0,
+            "close": [1.0, 99.0, 2.0, 5.0],
+            # the ethereum row has more volume: it would win a dedup that ignores the chain
+            "volume": [1.0, 1000.0, 1.0, 1.0],
+        }
+    )
+    alerts = pl.DataFrame({"alert_id": ["a", "b"], "mint": ["m", "e"], "ts_ms": [base, base]})
+    return candles, alerts
+
+
+def test_slice_windows_and_coverage_keep_only_the_chain_asked():
+    candles, alerts = _two_chains()
+    sol = slice_windows(candles, alerts, interval="1m", window="pre0_post1").collect()
+    assert sol.select("mint", "close").rows() == [("m", 1.0), ("m", 2.0)]
+    eth = slice_windows(candles, alerts, interval="1m", window="pre0_post1", chain="ethereum").collect()
+    assert eth.select("mint", "close").rows() == [("e", 5.0), ("m", 99.0)]
+    cov = coverage(candles, alerts, interval="1m", window="pre0_post1").collect()
+    assert dict(cov.select("alert_id", "available_total").iter_rows()) == {"a": 2, "b": 0}
+    cov = coverage(candles, alerts, interval="1m", window="pre0_post1", chain="ethereum").collect()
+    assert dict(cov.select("alert_id", "available_total").iter_rows()) == {"a": 1, "b": 1}
+
+
+# --------------------------------------------------------------------------------------------
+# Item 6: alert times outside 1900-01-01 .. 2262-04-10 are input errors, on every input path
+
+
+@pytest.mark.parametrize(
+    "column, value",
+    [
+        ("ts_ms", 2**63 - 1000),  # window end would wrap past Int64
+        ("ts_ms", -(2**63) + 5),
+        ("ts_ms", 9_223_286_400_000),  # 2262-04-11, the first instant outside
+        ("ts", "2300-01-01T00:00:00Z"),
+        ("ts", "1899-12-31T23:59:59Z"),
+        ("timestamp", "9.2e18"),
+        ("timestamp", "1e17"),
+    ],
+)
+def test_alert_times_outside_the_supported_range_exit_2(tmp_path, column, value):
+    alerts = write_alerts(tmp_path / "a.csv", [("m", value)], column)
+    candles = tmp_path / "c.parquet"
+    pl.DataFrame([candle("m", T0)]).with_columns(pl.from_epoch("timestamp", time_unit="s")).write_parquet(
+        candles
+    )
+    proc = run_cli(export_argv(alerts, f"parquet://{candles}", tmp_path / "data"))
+    assert_one_line_failure(proc, 2, "a.csv", repr(column), "1900-01-01", "2262-04-10")
+    assert manifests_under(tmp_path) == []
+
+
+def test_alert_times_at_the_range_edges_are_accepted(tmp_path):
+    lo, hi = -2_208_988_800_000, 9_223_286_399_999
+    alerts = pl.DataFrame({"mint": ["m", "m"], "ts_ms": [lo, hi]})
+    candles = pl.DataFrame([candle("m", T0)])
+    cov = coverage(candles, alerts, interval="1m", window="pre2_post2").collect()
+    assert (cov["window_end_ts_ms"] > cov["window_start_ts_ms"]).all()
+    assert cov["alert_ts_ms"].sort().to_list() == [lo, hi]
+
+
+# --------------------------------------------------------------------------------------------
+# Bad options that reached internals are input errors naming the option
+
+
+@pytest.mark.parametrize(
+    "extra, needles",
+    [
+        ({"window": "pre99999999999999999999_post0"}, ["window", "pre99999999999999999999_post0"]),
+        ({"window": "pre2147483647_post0", "interval": "2147483647"}, ["window", "Int64"]),
+        ({"interval": "99999999999s"}, ["interval", "99999999999s"]),
+        ({"interval": "3000000000"}, ["interval", "2147483647"]),
+        ({"target": "1e-300"}, ["target_file_mb", "1e-300"]),
+        ({"target": "inf"}, ["target_file_mb", "inf"]),
+        ({"run_id": "r" * 240}, ["run_id", "240 characters"]),
+        ({"source": "clickhouse://[::1/db"}, ["source", "malformed URL", "IPv6"]),
+        ({"source": "clickhouse://u:pw@[::1]:99999/db"}, ["source", "malformed URL"]),
+        ({"source": "clickhouse://127.0.0.1/db?receive_timeout=0"}, ["receive_timeout"]),
+        ({"source": "clickhouse://127.0.0.1/db?retries=1000"}, ["retries"]),
+        (
+            {"source": "clickhouse://127.0.0.1/db?recieve_timeout=5"},
+            ["unknown URL option", "recieve_timeout"],
+        ),
+    ],
+)
+def test_bad_options_are_input_errors_naming_the_option(tmp_path, extra, needles):
+    alerts = write_alerts(tmp_path / "a.csv", [("m", T0 * 1000)])
+    candles = tmp_path / "c.parquet"
+    pl.DataFrame([candle("m", T0)]).with_columns(pl.from_epoch("timestamp", time_unit="s")).write_parquet(
+        candles
+    )
+    argv = export_argv(
+        alerts,
+        extra.get("source", f"parquet://{candles}"),
+        tmp_path / "data",
+        "--target-file-mb",
+        extra.get("target", "512"),
+        run_id=extra.get("run_id", "r"),
+        window=extra.get("window", "pre2_post2"),
+        interval=extra.get("interval", "1m"),
+    )
+    assert_one_line_failure(run_cli(argv), 2, *needles)
+    assert manifests_under(tmp_path) == []
+
+
+# --------------------------------------------------------------------------------------------
+# UInt64 prices above 2^53: one line naming host, table and column
+
+
+def test_uint64_price_above_2_53_names_host_table_column(clickhouse_server, tmp_path):
+    client = clickhouse_server.client()
+    try:
+        client.execute("CREATE DATABASE IF NOT EXISTS rel2")
+        client.execute("DROP TABLE IF EXISTS rel2.wide")
+        client.execute(
+            "CREATE TABLE rel2.wide (token_address String, chain String, timestamp DateTime,"
+            " interval_seconds UInt32, open Float64, high Float64, low Float64, close Float64,"
+            " volume UInt64) ENGINE = MergeTree() ORDER BY (token_address, timestamp)"
+        )
+        client.execute(
+            "INSERT INTO rel2.wide VALUES",
+            [["m", "solana", T0, 60, 1.0, 1.0, 1.0, 1.0, 2**53 + 1]],
+        )
+    finally:
+        client.disconnect()
+    alerts = write_alerts(tmp_path / "a.csv", [("m", T0 * 1000)])
+    argv = export_argv(alerts, clickhouse_server.url("rel2"), tmp_path / "data", "--table", "wide")
+    proc = run_cli(argv)
+    line = assert_one_line_failure(
+        proc, 1, f"{clickhouse_server.host}:{clickhouse_server.port}", "rel2.wide", "volume", str(2**53 + 1)
+    )
+    assert "ArrowInvalid" not in line
+    assert manifests_under(tmp_path) == []
+
+
+# --------------------------------------------------------------------------------------------
+# A server that stops answering, a server that restarts, and stop signals (real processes)
+
+SILENT_ROWS = [candle(f"m{i}", T0 + 60 * k) for i in range(3) for k in range(5)]
+
+
+def _loaded(server) -> str:
+    from conftest import load_candles
+
+    load_candles(server, "default", "c", SILENT_ROWS)
+    return server.url("default")
+
+
+def _alerts(tmp_path: Path) -> Path:
+    return write_alerts(tmp_path / "a.csv", [(f"m{i}", (T0 + 120) * 1000) for i in range(3)])
+
+
+def test_a_server_that_stops_answering_times_out_naming_the_timeout(dedicated_server, tmp_path):
+    server = dedicated_server
+    url = _loaded(server) + "?connect_timeout=1&receive_timeout=2"
+    argv = export_argv(_alerts(tmp_path), url, tmp_path / "data", "--table", "c")
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        proc = run_cli(argv, timeout=90)
+        elapsed = time.monotonic() - started
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+    assert_one_line_failure(
+        proc, 1, f"127.0.0.1:{server.port}", "default.c", "timed out", "receive_timeout=2s"
+    )
+    assert elapsed < 30, elapsed  # one timeout, not retries of it
+    assert manifests_under(tmp_path) == []
+
+
+def test_retries_back_off_long_enough_to_ride_out_a_server_restart(dedicated_server, tmp_path):
+    server = dedicated_server
+    url = _loaded(server) + "?retries=6&retry_wait=0.5"
+    data = tmp_path / "data"
+    server.stop()
+    proc = popen_cli(["-v", *export_argv(_alerts(tmp_path), url, data, "--table", "c", "--format", "json")])
+    time.sleep(2.0)  # the export's first tries are refused
+    server.start()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "retry 1 of 6" in err  # it did meet the dead server
+    assert json.loads(out)["total_rows"] == 3 * 5
+    assert scan_run(run_dir(data, "r")).collect().height == 15
+
+
+def _staging_entries(data: Path) -> list[Path]:
+    staging = data / "lake" / ".staging"
+    return sorted(staging.iterdir()) if staging.is_dir() else []
+
+
+@pytest.mark.parametrize(
+    "sig, fmt",
+    [(signal.SIGINT, "table"), (signal.SIGINT, "json"), (signal.SIGTERM, "table"), (signal.SIGHUP, "json")],
+)
+def test_stop_signals_exit_130_with_one_line_and_no_run(dedicated_server, tmp_path, sig, fmt):
+    server = dedicated_server
+    url = _loaded(server) + "?receive_timeout=120"
+    data = tmp_path / "data"
+    argv = export_argv(_alerts(tmp_path), url, data, "--table", "c", "--format", fmt)
+    server.proc.send_signal(signal.SIGSTOP)  # the export hangs in its fetch
+    try:
+        proc = popen_cli(argv)
+        deadline = time.monotonic() + 30
+        while not _staging_entries(data) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        time.sleep(1.0)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(sig)
+        started = time.monotonic()
+        out, err = proc.communicate(timeout=60)
+        elapsed = time.monotonic() - started
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+    done = subprocess.CompletedProcess(argv, proc.returncode, out, err)
+    name = signal.Signals(sig).name
+    assert_one_line_failure(done, 130, f"interrupted by {name}", "nothing was sealed")
+    assert elapsed < 15, elapsed  # not held by the blocked fetch
+    if fmt == "json":
+        assert json.loads(out)["error"]["code"] == "interrupted"
+    else:
+        assert out == ""
+    assert manifests_under(tmp_path) == []
+    assert _staging_entries(data) == []
+    assert not run_dir(data, "r").exists()
