@@ -67,10 +67,11 @@ def render_verify(reports) -> bool:
     bad = False
     for r in reports:
         if r.ok:
-            out.print(f"ok {r.run_dir}: {r.files} files, {r.rows:,} rows, {r.bytes:,} bytes")
+            out.print(f"ok {r.run_dir}: {r.files} files, {r.rows:,} rows, {r.bytes:,} bytes", soft_wrap=True)
         else:
             bad = True
-            print(f"lakeslice: verify failed: {r.run_dir}: {r.problems[0]}", file=sys.stderr)
+            for problem in r.problems:  # every problem, not only the first
+                print(f"lakeslice: verify failed: {r.run_dir}: {problem}", file=sys.stderr)
     return bad
 
 

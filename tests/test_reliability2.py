@@ -429,3 +429,172 @@ def test_stop_signals_exit_130_with_one_line_and_no_run(dedicated_server, tmp_pa
     assert manifests_under(tmp_path) == []
     assert _staging_entries(data) == []
     assert not run_dir(data, "r").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# verify trusts nothing: paths stay inside, links and empty dirs are findings, every problem
+
+
+@pytest.fixture
+def lake(tmp_path) -> dict:
+    """Three days of hourly candles for five mints (Parquet), a sealed run cut from them, and
+    the corpus of those days."""
+    from lakeslice import export_corpus
+
+    rows = [
+        candle(f"m{i}", T0 + 3600 * h, close=float(h), interval=3600) for i in range(5) for h in range(72)
+    ]
+    src = tmp_path / "candles.parquet"
+    pl.DataFrame(rows).with_columns(pl.from_epoch("timestamp", time_unit="s")).write_parquet(src)
+    alerts = pl.DataFrame({"mint": [f"m{i}" for i in range(5)], "ts_ms": [(T0 + 3600 * 30) * 1000] * 5})
+    data = tmp_path / "data"
+    res = export_run_slices(
+        alerts, interval="1h", window="pre3_post3", source=f"parquet://{src}", data_root=data, run_id="r"
+    )
+    export_corpus(
+        interval="1h", date_from="2024-01-01", date_to="2024-01-04", source=f"parquet://{src}", data_root=data
+    )
+    days = sorted(
+        p for p in (data / "lake" / "corpus").rglob("date=*") if p.is_dir() and "_seals" not in p.parts
+    )
+    assert len(days) == 3
+    return {"run": res.run_dir, "data": data, "days": days, "outside": tmp_path / "outside"}
+
+
+def _reseal(run: Path, edit) -> None:
+    """Edit the manifest and recompute its content_sha256, as a careful forger would."""
+    from lakeslice.lake.manifest import content_sha256, dumps
+    from lakeslice.lake.writer import FileEntry
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    edit(manifest)
+    if isinstance(manifest.get("files"), list):
+        try:
+            manifest["content_sha256"] = content_sha256(FileEntry(**f) for f in manifest["files"])
+        except TypeError:
+            pass
+    (run / "manifest.json").write_bytes(dumps(manifest))
+
+
+def _verify(path: Path) -> subprocess.CompletedProcess:
+    return run_cli(["verify", path])
+
+
+def _first_part(manifest_files: list[dict]) -> dict:
+    return next(f for f in manifest_files if f["path"].startswith("slices/"))
+
+
+@pytest.mark.parametrize("how", ["dotdot", "absolute"])
+def test_seal_paths_leaving_the_run_are_refused_by_verify_and_scan_run(lake, how):
+    run, outside = lake["run"], lake["outside"]
+    outside.mkdir()
+
+    def move_out(m):
+        entry = _first_part(m["files"])
+        target = outside / "part.parquet"
+        (run / entry["path"]).rename(target)
+        entry["path"] = "../../../../outside/part.parquet" if how == "dotdot" else str(target)
+        assert (run / entry["path"]).resolve() == target.resolve()
+        m["files"].sort(key=lambda f: f["path"])
+
+    _reseal(run, move_out)
+    proc = _verify(run)
+    assert proc.returncode == 1
+    assert ("goes outside" if how == "dotdot" else "absolute path") in proc.stderr
+    with pytest.raises(Exception, match="does not verify") as err:
+        scan_run(run).collect()
+    assert "outside" in str(err.value) or "absolute" in str(err.value)
+
+
+def test_symlinks_and_empty_directories_are_findings(lake):
+    run = lake["run"]
+    manifest = json.loads((run / "manifest.json").read_text())
+    part = run / _first_part(manifest["files"])["path"]
+    copy = lake["outside"]
+    copy.mkdir()
+    (copy / "p.parquet").write_bytes(part.read_bytes())
+    part.unlink()
+    part.symlink_to(copy / "p.parquet")  # same bytes: only the link itself is wrong
+    (run / "slices" / "ohlcv" / "interval=1h" / "window=pre3_post3" / "mint_bucket=zz").mkdir()
+    proc = _verify(run)
+    assert proc.returncode == 1
+    assert "symbolic link" in proc.stderr and "mint_bucket=zz/: empty directory" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "edit, needle",
+    [
+        (lambda m: m.update(files="oops"), "'files' is str"),
+        (lambda m: m.update(files=[1, 2]), "files[0]: expected an object"),
+        (lambda m: m["files"][0].update(rows="many"), "files[0] rows 'many'"),
+        (lambda m: m["files"][0].pop("sha256"), "files[0]"),
+    ],
+)
+def test_a_seal_of_the_wrong_shape_is_one_clear_line(lake, edit, needle):
+    _reseal(lake["run"], edit)
+    proc = _verify(lake["run"])
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert needle in proc.stderr
+    assert "AttributeError" not in proc.stderr and "TypeError" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "edit, needle",
+    [
+        (
+            lambda m: m["outputs"]["slices"].update(rows=m["outputs"]["slices"]["rows"] + 1),
+            "outputs.slices.rows",
+        ),
+        (lambda m: m["outputs"]["slices"].update(files=99), "outputs.slices.files says 99"),
+        (lambda m: m["coverage"].update(kept_events=0), "coverage.kept_events says 0"),
+        (lambda m: m["coverage"].update(complete=3, partial=2), "coverage.complete says 3"),
+        (lambda m: m["inputs"]["alerts"].update(rows=7), "inputs.alerts.rows says 7"),
+    ],
+)
+def test_verify_checks_the_summary_counts(lake, edit, needle):
+    _reseal(lake["run"], edit)
+    proc = _verify(lake["run"])
+    assert proc.returncode == 1 and needle in proc.stderr
+
+
+def test_verify_lists_every_problem(lake):
+    run = lake["run"]
+    manifest = json.loads((run / "manifest.json").read_text())
+    parts = [f["path"] for f in manifest["files"] if f["path"].startswith("slices/")]
+    assert len(parts) >= 2
+    (run / parts[0]).unlink()
+    with open(run / parts[1], "ab") as fh:
+        fh.write(b"x")
+    (run / "stray.txt").write_text("?")
+    proc = _verify(run)
+    assert proc.returncode == 1
+    for needle in (f"{parts[0]}: missing", f"{parts[1]}: ", "bytes, seal says", "stray.txt: not listed"):
+        assert needle in proc.stderr, proc.stderr
+
+
+def test_one_bad_day_seal_does_not_stop_the_other_days(lake):
+    from lakeslice.lake.layout import day_seal
+
+    bad = lake["days"][1]
+    day_seal(bad).write_text("{not json")
+    proc = _verify(lake["data"] / "lake" / "corpus")
+    assert proc.returncode == 1
+    assert "unreadable manifest" in proc.stderr and "Traceback" not in proc.stderr
+    for day in (lake["days"][0], lake["days"][2]):
+        assert f"ok {day}" in proc.stdout, proc.stdout
+
+
+def test_every_seal_has_its_day_and_every_day_its_seal(lake):
+    import shutil
+
+    from lakeslice.lake.layout import day_seal
+
+    gone, unsealed = lake["days"][0], lake["days"][2]
+    shutil.rmtree(gone)
+    day_seal(unsealed).unlink()
+    for root in (lake["data"], lake["data"] / "lake" / "corpus", lake["days"][1].parent):
+        proc = _verify(root)
+        assert proc.returncode == 1, (root, proc.stdout, proc.stderr)
+        assert f"{day_seal(gone).name}: seal of a day whose directory is missing" in proc.stderr
+        assert f"{unsealed.name}: unsealed" in proc.stderr
+        assert f"ok {lake['days'][1]}" in proc.stdout

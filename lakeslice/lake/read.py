@@ -9,7 +9,7 @@ import polars as pl
 from ..spec import RunError
 from .layout import ALERTS, COVERAGE
 from .manifest import read_manifest
-from .verify import verify_dir
+from .verify import manifest_problems, verify_dir
 
 # Directory names like mint_bucket=00 would otherwise be inferred as integers.
 HIVE_SCHEMA = {"mint_bucket": pl.String, "date": pl.String}
@@ -18,10 +18,11 @@ HIVE_SCHEMA = {"mint_bucket": pl.String, "date": pl.String}
 def _sealed(run_dir: str | Path, verify: bool) -> tuple[Path, dict]:
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
-    if verify:
-        report = verify_dir(run_dir)
-        if not report.ok:
-            raise RunError(f"{run_dir}: does not verify: {report.problems[0]}")
+    # a seal that names files outside the run (or is no seal at all) is never read from
+    problems = manifest_problems(manifest) if not verify else verify_dir(run_dir).problems
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise RunError(f"{run_dir}: does not verify: {problems[0]}{more}")
     return run_dir, manifest
 
 

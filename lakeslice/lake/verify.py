@@ -1,17 +1,39 @@
-"""Check a sealed run (or corpus day) against its seal: every file's bytes, hash and rows."""
+"""Check sealed runs and corpus days against their seals, trusting nothing on disk.
+
+Every problem is listed, never only the first: each listed file's size, sha256 and row count;
+files nobody listed; symbolic links and empty directories (readers would meet them, verify
+never follows them); seal entries that are malformed or point outside the directory (``..``,
+absolute paths); summary counts that disagree with the files; and for a corpus, days without a
+seal and seals without a day. One unreadable seal makes one problem; the other days are still
+checked.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pyarrow.parquet as pq
 
+from ..spec import LakesliceError
+from .layout import MANIFEST, day_seal
 from .manifest import content_sha256, read_manifest
 from .writer import FileEntry
 
+__all__ = [
+    "VerifyReport",
+    "verify_dir",
+    "verify_day",
+    "verify_path",
+    "manifest_problems",
+    "sha256_file",
+]
+
 _CHUNK = 8 * 1024 * 1024
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass
@@ -35,79 +57,261 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def verify_dir(run_dir: str | Path, *, seal: Path | None = None) -> VerifyReport:
-    """Recompute each listed file's size, sha256 and row count; list unlisted Parquet files.
+# --------------------------------------------------------------------------------------------
+# The seal's shape
 
-    Raises RunError when the directory is not sealed.
+
+def unsafe_path(path: object) -> str | None:
+    """Why a seal's file path could leave its directory (or is no path at all); None when safe.
+
+    >>> unsafe_path("slices/a.parquet"), unsafe_path("../x"), unsafe_path("/etc/passwd")
+    (None, "'../x': goes outside the directory ('..')", "'/etc/passwd': absolute path")
     """
-    run_dir = Path(run_dir)
-    manifest = read_manifest(run_dir, seal=seal)
-    seal_name = Path(seal).name if seal is not None else "manifest.json"
-    report = VerifyReport(run_dir)
-    listed = manifest.get("files", [])
-    entries = [FileEntry(**f) for f in listed]
-    for entry in entries:
-        problem = _check(run_dir, entry)
-        if problem:
-            report.problems.append(problem)
-        report.files += 1
-        report.rows += entry.rows
-        report.bytes += entry.bytes
-    names = {e.path for e in entries}
-    # FIX: every unlisted file counts, judged relative to the run dir. Before, only non-hidden
-    # *.parquet were checked and hidden-ness was judged on the absolute parts, so a run under
-    # '..', '.cache' or '_x' never reported one; and Polars' scan_parquet of a directory fails on
-    # any other file in it (even '.x.crc' or '_SUCCESS'), so those break readers too.
-    own_seal = {seal_name} if seal is None else set()
-    for p in sorted(run_dir.rglob("*")):
-        rel = p.relative_to(run_dir).as_posix()
-        if p.is_file() and rel not in names and rel not in own_seal:
-            report.problems.append(f"{rel}: not listed in the seal")
-    if manifest.get("content_sha256") != content_sha256(entries):
-        report.problems.append(f"{seal_name}: content_sha256 does not match its files")
-    return report
-
-
-def _check(run_dir: Path, entry: FileEntry) -> str | None:
-    path = run_dir / entry.path
-    if not path.is_file():
-        return f"{entry.path}: missing"
-    size = path.stat().st_size
-    if size != entry.bytes:
-        return f"{entry.path}: {size} bytes, seal says {entry.bytes}"
-    digest = sha256_file(path)
-    if digest != entry.sha256:
-        return f"{entry.path}: sha256 {digest[:12]}…, seal says {entry.sha256[:12]}…"
-    try:
-        rows = pq.ParquetFile(path).metadata.num_rows
-    except Exception as exc:  # a hash collision is not the worry; an unreadable footer is
-        return f"{entry.path}: unreadable Parquet ({exc})"
-    if rows != entry.rows:
-        return f"{entry.path}: {rows} rows, seal says {entry.rows}"
+    if not isinstance(path, str) or not path:
+        return f"{path!r}: not a relative path"
+    if path.startswith("/") or "\\" in path or re.match(r"^[A-Za-z]:", path):
+        return f"{path!r}: absolute path"
+    parts = PurePosixPath(path).parts
+    if ".." in parts:
+        return f"{path!r}: goes outside the directory ('..')"
+    if any(p in ("", ".") for p in path.split("/")) or "\x00" in path:
+        return f"{path!r}: not a normalized relative path"
     return None
 
 
-def verify_path(path: str | Path) -> list[VerifyReport]:
-    """A run directory, or every day of a corpus tree (unsealed days reported as problems)."""
-    from .layout import MANIFEST
+def _entry_problems(i: int, entry: object) -> list[str]:
+    if not isinstance(entry, dict):
+        return [f"files[{i}]: expected an object with path, rows, bytes, sha256"]
+    out = []
+    if set(entry) != {"path", "rows", "bytes", "sha256"}:
+        out.append(f"files[{i}]: keys {sorted(entry)}, expected bytes, path, rows, sha256")
+    if (why := unsafe_path(entry.get("path"))) is not None:
+        out.append(f"files[{i}] path {why}")
+    for key in ("rows", "bytes"):
+        value = entry.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            out.append(f"files[{i}] {key} {value!r}: expected a count")
+    if not isinstance(entry.get("sha256"), str) or not _SHA256.match(entry["sha256"]):
+        out.append(f"files[{i}] sha256 {entry.get('sha256')!r}: expected 64 hex digits")
+    return out
 
-    path = Path(path)
-    if (path / MANIFEST).is_file() or not path.is_dir():
-        return [verify_dir(path)]
-    days = sorted(p for p in path.rglob("date=*") if p.is_dir() and "_seals" not in p.parts)
-    if not days:
-        return [verify_dir(path)]  # raises: unsealed run directory
-    return [verify_day(day) for day in days]
+
+def manifest_problems(manifest: object, *, seal_name: str = MANIFEST) -> list[str]:
+    """Problems of a seal's shape and of its file paths (none: it can be trusted to name files).
+
+    >>> manifest_problems({"files": [{"path": "../a", "rows": 1, "bytes": 1, "sha256": "0" * 64}],
+    ...                    "content_sha256": "0" * 64})
+    ["manifest.json: files[0] path '../a': goes outside the directory ('..')"]
+    """
+    if not isinstance(manifest, dict):
+        return [f"{seal_name}: expected a JSON object, found {type(manifest).__name__}"]
+    files = manifest.get("files")
+    if not isinstance(files, list):
+        return [f"{seal_name}: 'files' is {type(files).__name__}, expected a list"]
+    out = [f"{seal_name}: {p}" for i, e in enumerate(files) for p in _entry_problems(i, e)]
+    paths = [e.get("path") for e in files if isinstance(e, dict)]
+    dup = sorted({p for p in paths if isinstance(p, str) and paths.count(p) > 1})
+    out += [f"{seal_name}: {p!r} listed twice" for p in dup]
+    if not isinstance(manifest.get("content_sha256"), str):
+        out.append(f"{seal_name}: 'content_sha256' missing")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# One sealed directory
+
+
+def _walk(root: Path) -> tuple[list[str], list[str], list[str]]:
+    """Relative paths of regular files, symbolic links and empty directories under ``root``,
+    without following links."""
+    files, links, empty = [], [], []
+    for top, dirs, names in os.walk(root, followlinks=False):
+        rel = Path(top).relative_to(root)
+        for d in dirs:
+            if os.path.islink(os.path.join(top, d)):
+                links.append((rel / d).as_posix())
+        if not names and not dirs and Path(top) != root:
+            empty.append(rel.as_posix())
+        for n in names:
+            target = (rel / n).as_posix()
+            (links if os.path.islink(os.path.join(top, n)) else files).append(target)
+    return sorted(files), sorted(links), sorted(empty)
+
+
+def verify_dir(run_dir: str | Path, *, seal: Path | None = None) -> VerifyReport:
+    """Check a sealed directory against its seal (``manifest.json`` inside, or ``seal``).
+
+    Raises RunError when the directory is missing or unsealed, or the seal is not JSON.
+    """
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir, seal=seal)
+    seal_name = Path(seal).name if seal is not None else MANIFEST
+    report = VerifyReport(run_dir)
+    report.problems += manifest_problems(manifest, seal_name=seal_name)
+    if report.problems:
+        return report  # a seal of the wrong shape names no file we can trust
+    entries = [FileEntry(**f) for f in manifest["files"]]
+    files, links, empty = _walk(run_dir)
+    present = set(files)
+    for entry in entries:
+        report.problems += _check(run_dir, entry, present)
+        report.files += 1
+        report.rows += entry.rows
+        report.bytes += entry.bytes
+    listed = {e.path for e in entries} | ({seal_name} if seal is None else set())
+    report.problems += [f"{p}: not listed in the seal" for p in files if p not in listed]
+    report.problems += [f"{p}: symbolic link (not followed)" for p in links if p not in listed]
+    report.problems += [f"{p}/: empty directory" for p in empty]
+    if manifest["content_sha256"] != content_sha256(entries):
+        report.problems.append(f"{seal_name}: content_sha256 does not match its files")
+    report.problems += _summary_problems(run_dir, manifest, entries, seal_name)
+    return report
+
+
+def _check(run_dir: Path, entry: FileEntry, present: set[str]) -> list[str]:
+    """Every disagreement between one listed file and the disk."""
+    path = run_dir / entry.path
+    if entry.path not in present:
+        kind = "a symbolic link" if path.is_symlink() else "missing"
+        return [f"{entry.path}: {kind}"]
+    out = []
+    size = path.stat().st_size
+    if size != entry.bytes:
+        out.append(f"{entry.path}: {size} bytes, seal says {entry.bytes}")
+    digest = sha256_file(path)
+    if digest != entry.sha256:
+        out.append(f"{entry.path}: sha256 {digest}, seal says {entry.sha256}")
+    try:
+        rows = pq.ParquetFile(path).metadata.num_rows
+    except Exception as exc:  # an unreadable footer; the hash above already disagrees
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        return [*out, f"{entry.path}: unreadable Parquet ({first})"]
+    if rows != entry.rows:
+        out.append(f"{entry.path}: {rows} rows, seal says {entry.rows}")
+    return out
+
+
+def _summary_problems(run_dir: Path, manifest: dict, entries: list[FileEntry], seal_name: str) -> list[str]:
+    """The seal's totals against its own file list (and a run's coverage file)."""
+    if manifest.get("kind") == "corpus_day":
+        return _totals(
+            seal_name,
+            {"rows": manifest.get("rows"), "bytes": manifest.get("bytes")},
+            {"rows": sum(e.rows for e in entries), "bytes": sum(e.bytes for e in entries)},
+        )
+    out = []
+    slices = [e for e in entries if e.path.startswith("slices/")]
+    claimed = (manifest.get("outputs") or {}).get("slices")
+    if isinstance(claimed, dict):
+        actual = {
+            "files": len(slices),
+            "rows": sum(e.rows for e in slices),
+            "bytes": sum(e.bytes for e in slices),
+            "mint_buckets": len({_bucket(e.path) for e in slices}),
+        }
+        out += _totals(f"{seal_name} outputs.slices", {k: claimed.get(k) for k in actual}, actual)
+    alerts = (manifest.get("inputs") or {}).get("alerts")
+    listed = {e.path: e for e in entries}
+    if isinstance(alerts, dict) and alerts.get("path") in listed:
+        entry = listed[alerts["path"]]
+        claim = {k: alerts.get(k) for k in ("rows", "sha256")}
+        out += _totals(f"{seal_name} inputs.alerts", claim, {"rows": entry.rows, "sha256": entry.sha256})
+    cov = manifest.get("coverage")
+    if isinstance(cov, dict) and cov.get("path") in listed:
+        out += _coverage_problems(run_dir / cov["path"], cov, f"{seal_name} coverage")
+    return out
+
+
+def _bucket(path: str) -> str:
+    return next((p for p in path.split("/") if p.startswith("mint_bucket=")), path)
+
+
+def _totals(where: str, claimed: dict, actual: dict) -> list[str]:
+    return [
+        f"{where}.{k} says {claimed[k]!r}, the files hold {actual[k]!r}"
+        for k in actual
+        if claimed[k] != actual[k]
+    ]
+
+
+def _coverage_problems(path: Path, cov: dict, where: str) -> list[str]:
+    """The coverage counts of the seal against the coverage file itself."""
+    try:
+        table = pq.read_table(path, columns=["status", "kept"])
+    except Exception:  # already reported as a file problem (hash, footer)
+        return []
+    status, kept = table.column("status").to_pylist(), table.column("kept").to_pylist()
+    actual = {
+        "kept_events": sum(1 for k in kept if k),
+        "dropped_events": sum(1 for k in kept if not k),
+        **{s: status.count(s) for s in ("complete", "partial", "insufficient")},
+    }
+    return _totals(where, {k: cov.get(k) for k in actual}, actual)
+
+
+# --------------------------------------------------------------------------------------------
+# Corpus days and whole trees
 
 
 def verify_day(day: Path) -> VerifyReport:
     """A corpus day against its seal; after a crash mid-publish, the pending seal may hold."""
     from .commit import next_seal
-    from .layout import day_seal
 
     seal = day_seal(day)
     candidates = [p for p in (seal, next_seal(seal)) if p.is_file()]
     if not candidates:
         return VerifyReport(day, problems=[f"{day.name}: unsealed (no {seal.name})"])
-    reports = [verify_dir(day, seal=p) for p in candidates]
+    reports = [_guarded(day, lambda p=p: verify_dir(day, seal=p)) for p in candidates]
     return next((r for r in reports if r.ok), reports[0])
+
+
+def _guarded(where: Path, check) -> VerifyReport:
+    """One unreadable seal is one problem of its own directory, not the end of the walk."""
+    try:
+        return check()
+    except LakesliceError as exc:
+        return VerifyReport(where, problems=[str(exc)])
+
+
+def verify_path(path: str | Path) -> list[VerifyReport]:
+    """A run directory, or every run, corpus day and corpus seal found under ``path``.
+
+    Raises RunError when ``path`` is none of these (missing, or an unsealed run directory).
+    """
+    path = Path(path)
+    if (path / MANIFEST).is_file() or not path.is_dir():
+        return [verify_dir(path)]
+    runs = sorted(p for p in _dirs(path, "run_id=*") if p.is_dir())
+    days = sorted(p for p in _dirs(path, "date=*") if p.is_dir() and "_seals" not in p.parts)
+    orphans = _orphan_seals(path, days)
+    if not runs and not days and not orphans:
+        return [verify_dir(path)]  # raises: unsealed run directory
+    reports = [_guarded(r, lambda r=r: verify_dir(r)) for r in runs]
+    reports += [verify_day(d) for d in days]
+    reports += [
+        VerifyReport(s, problems=[f"{s.name}: seal of a day whose directory is missing"]) for s in orphans
+    ]
+    return reports
+
+
+def _dirs(root: Path, pattern: str) -> list[Path]:
+    """Directories named ``pattern`` under root, outside hidden work areas (.staging, .locks)."""
+    return [p for p in root.rglob(pattern) if not any(s.startswith(".") for s in p.relative_to(root).parts)]
+
+
+def _orphan_seals(root: Path, days: list[Path]) -> list[Path]:
+    """Day seals (and pending ``.next`` seals) under ``root`` or beside its days' seals that
+    match no day directory."""
+    from .commit import next_seal
+
+    claimed = {p for d in days for p in (day_seal(d), next_seal(day_seal(d)))}
+    places = {day_seal(d).parent for d in days} | {day_seal(root / "date=0000-00-00").parent}
+    places |= {p for p in root.rglob("_seals") if p.is_dir()}
+    seals = {
+        p
+        for place in places
+        if place.is_dir()
+        for p in place.rglob("date=*")
+        if p.is_file() and p.name.endswith((".json", ".json.next"))
+    }
+    return sorted(seals - claimed)
