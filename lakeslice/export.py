@@ -28,7 +28,7 @@ from .lake.manifest import (
 from .lake.writer import FileEntry, FileSink, write_buckets, write_file
 from .signals import deferred
 from .sources import CandleRequest, Source, open_source
-from .sources.base import Retry, with_retries
+from .sources.base import Retry, nothing_to_fetch, with_retries
 from .spec import (
     InputError,
     RunError,
@@ -192,6 +192,8 @@ def export_run_slices(
     try:
         with Commit(final, overwrite=overwrite, work_root=layout.lake_dir(data_root)) as commit:
             files, coverage_df, fetched = _write_data(commit.staging, alerts_df, src, spec, progress)
+            if fetched == 0:  # a mistyped chain or interval: say so rather than seal nothing
+                nothing_to_fetch(src, chain=spec.chain, interval_s=spec.interval_s)
             alerts_entry = write_file(commit.staging, layout.ALERTS, alerts_df, compression=spec.compression)
             manifest = _manifest(run_id, spec, src, alerts_name, alerts_entry, files, coverage_df)
             with deferred():  # a stop signal waits for the seal's renames: sealed whole or not at all

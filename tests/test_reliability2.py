@@ -598,3 +598,65 @@ def test_every_seal_has_its_day_and_every_day_its_seal(lake):
         assert f"{day_seal(gone).name}: seal of a day whose directory is missing" in proc.stderr
         assert f"{unsealed.name}: unsealed" in proc.stderr
         assert f"ok {lake['days'][1]}" in proc.stdout
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 15: an export that fetched nothing because the chain or interval is not there
+
+
+HELD = [candle("m", T0 + 60 * k) for k in range(4)] + [
+    candle("m", T0, chain="ethereum", interval=300),
+    candle("n", T0, chain="ethereum", interval=300),
+]
+
+
+def _held_source(kind: str, server, tmp_path: Path) -> str:
+    frame = pl.DataFrame(HELD).with_columns(pl.from_epoch("timestamp", time_unit="s"))
+    if kind == "clickhouse":
+        from conftest import load_candles
+
+        load_candles(server, "rel2", "held", HELD)
+        return server.url("rel2")
+    if kind == "chdb":
+        seed_chdb(tmp_path / "chdb", frame, table="held")
+        return f"chdb://{tmp_path / 'chdb'}"
+    frame.write_parquet(tmp_path / "c.parquet")
+    return f"parquet://{tmp_path / 'c.parquet'}"
+
+
+@pytest.mark.parametrize("kind", ["clickhouse", "chdb", "parquet"])
+def test_a_chain_the_source_does_not_hold_is_exit_2_listing_what_it_holds(kind, clickhouse_server, tmp_path):
+    source = _held_source(kind, clickhouse_server, tmp_path)
+    alerts = write_alerts(tmp_path / "a.csv", [("m", (T0 + 60) * 1000)])
+    argv = export_argv(alerts, source, tmp_path / "data", "--table", "held", "--chain", "solanna")
+    assert_one_line_failure(run_cli(argv), 2, "'solanna'", "1m", "solana 1m (4 rows)", "ethereum 5m (2 rows)")
+    argv = export_argv(alerts, source, tmp_path / "data", "--table", "held", interval="1h")
+    assert_one_line_failure(run_cli(argv), 2, "'solana'", "1h", "solana 1m (4 rows)")
+    assert manifests_under(tmp_path / "data") == []
+
+
+def test_windows_that_miss_the_candles_of_a_held_chain_still_seal(tmp_path):
+    source = _held_source("parquet", None, tmp_path)
+    alerts = write_alerts(tmp_path / "a.csv", [("m", (T0 + 86_400) * 1000)])  # a day later
+    proc = run_cli(export_argv(alerts, source, tmp_path / "data", "--format", "json"))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["manifest"]["coverage"]["insufficient"] == 1
+
+
+def test_corpus_source_names_its_chains_and_intervals(tmp_path):
+    from lakeslice import export_corpus
+    from lakeslice.sources import open_source
+
+    _held_source("parquet", None, tmp_path)
+    for chain, interval in (("solana", "1m"), ("ethereum", "5m")):
+        export_corpus(
+            interval=interval,
+            date_from="2024-01-01",
+            date_to="2024-01-02",
+            chain=chain,
+            source=f"parquet://{tmp_path / 'c.parquet'}",
+            data_root=tmp_path / "root",
+        )
+    held = open_source(f"corpus://{tmp_path / 'root'}").holdings()
+    assert ("solana", 60, 4) in held.rows()
+    assert held.filter(interval_s=300)["rows"].to_list() == [2]

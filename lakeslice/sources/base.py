@@ -36,6 +36,11 @@ CANDLE_SCHEMA = pa.schema(
 )
 
 
+#: What :meth:`Source.holdings` returns: candle rows per chain and interval (``chain`` null:
+#: the source has no chain column, its rows count for any chain).
+HOLDINGS_SCHEMA = {"chain": pl.String, "interval_s": pl.Int64, "rows": pl.Int64}
+
+
 @dataclass(frozen=True)
 class CandleRequest:
     """Candles of ``chain`` at ``interval_s`` whose timestamp lies in one of ``ranges``.
@@ -71,6 +76,10 @@ class Source(Protocol):
 
         Used by corpus mode to plan bucket groups; counts may include duplicates.
         """
+        ...
+
+    def holdings(self) -> pl.DataFrame:
+        """What the source holds, in :data:`HOLDINGS_SCHEMA`, sorted by chain and interval."""
         ...
 
     def close(self) -> None: ...
@@ -112,3 +121,34 @@ def with_retries(call: Callable[[], T], *, retry: Retry, what: str) -> T:
             log.info("%s: %s; retry %d of %d in %gs", what, exc, attempt + 1, len(waits), wait)
             time.sleep(wait)
     raise AssertionError("unreachable")
+
+
+def nothing_to_fetch(src: Source, *, chain: str, interval_s: int) -> None:
+    """After an export fetched no row at all: an input error when the source holds no candle
+    of ``chain`` at ``interval_s`` (a typo such as ``--chain solanna``), naming what it holds.
+
+    Returns quietly when the chain and interval are there (the alerts' windows just hold no
+    candle) or the source cannot say.
+    """
+    from ..spec import InputError, format_interval
+
+    if not hasattr(src, "holdings"):
+        return
+    held = src.holdings()
+    match = held.filter(
+        (pl.col("chain").is_null() | (pl.col("chain") == chain))
+        & (pl.col("interval_s").is_null() | (pl.col("interval_s") == interval_s))
+    )
+    if match["rows"].sum() > 0:
+        return
+    where = getattr(src, "where", src.label)
+    have = ", ".join(
+        f"{c if c is not None else '(any chain)'} {format_interval(i) if i else '(any interval)'}"
+        f" ({n:,} rows)"
+        for c, i, n in held.head(20).iter_rows()
+    )
+    more = f" and {held.height - 20} more" if held.height > 20 else ""
+    raise InputError(
+        f"{where}: no candle of chain {chain!r} at interval {format_interval(interval_s)};"
+        f" it holds: {have or 'nothing'}{more}"
+    )

@@ -11,9 +11,9 @@ import polars as pl
 import pyarrow as pa
 
 from ..lake.layout import corpus_dir
-from ..spec import InputError, RunError, format_interval
+from ..spec import InputError, RunError, format_interval, parse_interval
 from ..transforms import normalize_candles
-from .base import CANDLE_SCHEMA, CandleRequest
+from .base import CANDLE_SCHEMA, HOLDINGS_SCHEMA, CandleRequest
 
 _HIVE_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=")
 _DAY_MS = 86_400_000
@@ -60,6 +60,38 @@ class ParquetSource:
             [str(f) for f in files], hive_partitioning=bool(keys), hive_schema=schema or None
         )
         return lf, keys
+
+    def holdings(self) -> pl.DataFrame:
+        """``chain, interval_s, rows`` (null chain or interval: the files do not say)."""
+        if self.corpus:
+            return self._corpus_holdings()
+        with self._reading(0):
+            lf, _ = self.scan(0)
+            names = lf.collect_schema()
+            chain = pl.col("chain").cast(pl.String) if "chain" in names else pl.lit(None, pl.String)
+            col = next((c for c in ("interval_seconds", "interval_s") if c in names), None)
+            interval = pl.col(col).cast(pl.Int64) if col else pl.lit(None, pl.Int64)
+            return (
+                lf.group_by(chain.alias("chain"), interval.alias("interval_s"))
+                .agg(rows=pl.len().cast(pl.Int64))
+                .sort("chain", "interval_s")
+                .collect()
+            )
+
+    def _corpus_holdings(self) -> pl.DataFrame:
+        """Per ``interval=`` tree of the corpus: its chain (``chain=`` level; older corpora are
+        solana) and its rows, counted from the Parquet footers."""
+        rows = []
+        base = self.path / "lake" / "corpus"
+        trees = sorted(p for p in base.rglob("interval=*") if p.is_dir() and "_seals" not in p.parts)
+        for tree in trees:
+            files = [str(f) for f in sorted(tree.rglob("*.parquet")) if not _hidden(f, tree)]
+            if not files:
+                continue
+            chain = next((p[len("chain=") :] for p in tree.parts if p.startswith("chain=")), "solana")
+            n = pl.scan_parquet(files, hive_partitioning=False).select(pl.len()).collect().item()
+            rows.append((chain, parse_interval(tree.name[len("interval=") :]), n))
+        return pl.DataFrame(rows, schema=HOLDINGS_SCHEMA, orient="row").sort("chain", "interval_s")
 
     def mint_counts(self, *, chain: str, interval_s: int, start_ms: int, end_ms: int) -> pl.DataFrame:
         request = CandleRequest(chain, interval_s, None, start_ms, end_ms)

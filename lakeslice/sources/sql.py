@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from lakeslice.sources.base import CANDLE_SCHEMA, CandleRequest
+from lakeslice.sources.base import CANDLE_SCHEMA, HOLDINGS_SCHEMA, CandleRequest
 from lakeslice.spec import InputError, RunError
 
 __all__ = [
@@ -191,6 +191,14 @@ def counts_frame(batches: list[pa.RecordBatch]) -> pl.DataFrame:
     return frame.select(pl.col("mint").cast(pl.String), pl.col("rows").cast(pl.Int64)).sort("mint")
 
 
+def holdings_frame(batches: list[pa.RecordBatch]) -> pl.DataFrame:
+    """``chain, interval_s, rows`` sorted, whatever order the server sent."""
+    if not batches:
+        return pl.DataFrame(schema=HOLDINGS_SCHEMA)
+    frame = pl.from_arrow(pa.Table.from_batches(batches))
+    return frame.select(pl.col(c).cast(t) for c, t in HOLDINGS_SCHEMA.items()).sort("chain", "interval_s")
+
+
 @dataclass(frozen=True)
 class RequestData:
     """A request as columns: what goes into the ranges and params tables."""
@@ -293,6 +301,17 @@ class SqlCandleSource:
         sql = candle_query(self.database, self.table, info, windows=data.ranges is not None)
         for batch in self._stream(sql, data):
             yield to_candle_batch(batch, data.mints, info.has_ver, where=self.where)
+
+    def holdings(self) -> pl.DataFrame:
+        """``chain, interval_s, rows``: what the table holds (a full count: for error messages)."""
+        self.describe()
+        ident = f"`{self.database}`.`{self.table}`"
+        sql = (
+            "SELECT toString(chain) AS chain, toInt64(interval_seconds) AS interval_s,"
+            f" toInt64(count()) AS rows FROM {ident} GROUP BY chain, interval_s"
+        )
+        data = request_data(CandleRequest("", 1, None))  # the request tables go unused
+        return holdings_frame(list(self._stream(sql, data)))
 
     def mint_counts(self, *, chain: str, interval_s: int, start_ms: int, end_ms: int) -> pl.DataFrame:
         info = self.describe()
