@@ -660,3 +660,20 @@ def test_corpus_source_names_its_chains_and_intervals(tmp_path):
     held = open_source(f"corpus://{tmp_path / 'root'}").holdings()
     assert ("solana", 60, 4) in held.rows()
     assert held.filter(interval_s=300)["rows"].to_list() == [2]
+
+
+def test_password_file_from_the_environment_authenticates(clickhouse_server, tmp_path):
+    from conftest import load_candles
+    from test_reliability import PASSWORD, clean_env
+
+    if not hasattr(clickhouse_server, "proc"):
+        pytest.skip("an external server has its own users")
+    load_candles(clickhouse_server, "rel2", "pwfile", HELD)
+    secret = tmp_path / "pw"
+    secret.write_text(PASSWORD + "\n")
+    alerts = write_alerts(tmp_path / "a.csv", [("m", (T0 + 60) * 1000)])
+    argv = export_argv(alerts, clickhouse_server.url("rel2", "lake"), tmp_path / "data", "--table", "pwfile")
+    ok = run_cli(argv, env=clean_env(LAKESLICE_CLICKHOUSE_PASSWORD_FILE=str(secret)))
+    assert ok.returncode == 0, ok.stderr
+    missing = run_cli(argv, env=clean_env(LAKESLICE_CLICKHOUSE_PASSWORD_FILE=str(tmp_path / "nope")))
+    assert_one_line_failure(missing, 2, "LAKESLICE_CLICKHOUSE_PASSWORD_FILE", "nope")

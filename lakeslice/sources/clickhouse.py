@@ -169,9 +169,7 @@ class ClickHouseSource(SqlCandleSource):
         self.database = check_identifier(database, "database")
         self.table = check_identifier(table, "table")
         self.user = user or os.environ.get("LAKESLICE_CLICKHOUSE_USER") or "default"
-        if password is None:
-            password = os.environ.get("LAKESLICE_CLICKHOUSE_PASSWORD", "")
-        self._password = password
+        self._password = password if password is not None else _password_from_environment()
         self._client_kwargs = dict(
             secure=secure,
             verify=verify,
@@ -318,6 +316,22 @@ class ClickHouseSource(SqlCandleSource):
             for form in {pw, _quote(pw)}:
                 text = text.replace(form, "***")
         return text
+
+
+def _password_from_environment() -> str:
+    """``LAKESLICE_CLICKHOUSE_PASSWORD``, else the first line of the file named by
+    ``LAKESLICE_CLICKHOUSE_PASSWORD_FILE`` (neither shows in the process list, unlike a URL)."""
+    if "LAKESLICE_CLICKHOUSE_PASSWORD" in os.environ:
+        return os.environ["LAKESLICE_CLICKHOUSE_PASSWORD"]
+    path = os.environ.get("LAKESLICE_CLICKHOUSE_PASSWORD_FILE")
+    if not path:
+        return ""
+    try:
+        text = open(path, encoding="utf-8").read()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = getattr(exc, "strerror", None) or type(exc).__name__
+        raise InputError(f"LAKESLICE_CLICKHOUSE_PASSWORD_FILE={path}: cannot read ({why})") from None
+    return text.splitlines()[0] if text else ""
 
 
 def _quote(text: str) -> str:
