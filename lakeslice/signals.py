@@ -34,8 +34,8 @@ class Interrupted(BaseException):
 
     def __init__(self, name: str, *, sealed: bool = False) -> None:
         self.name, self.sealed = name, sealed
-        done = "it was sealed complete before stopping" if sealed else "nothing was sealed"
-        super().__init__(f"interrupted by {name}: {done}")
+        done = "while sealing; the seal completed first" if sealed else "before sealing; staging removed"
+        super().__init__(f"interrupted by {name} {done}")
 
 
 _state = {"installed": False, "defer": 0, "pending": None, "seen": 0}

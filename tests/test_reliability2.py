@@ -13,6 +13,7 @@ import random
 import signal
 import struct
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -381,11 +382,18 @@ def test_retries_back_off_long_enough_to_ride_out_a_server_restart(dedicated_ser
     data = tmp_path / "data"
     server.stop()
     proc = popen_cli(["-v", *export_argv(_alerts(tmp_path), url, data, "--table", "c", "--format", "json")])
-    time.sleep(2.0)  # the export's first tries are refused
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 60
+    while not any("retry 2 of 6" in line for line in lines) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the export has met the dead server twice
+    assert proc.poll() is None, lines
     server.start()
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
-    assert "retry 1 of 6" in err  # it did meet the dead server
+    out = proc.stdout.read()
+    proc.wait(timeout=120)
+    reader.join(10)
+    assert proc.returncode == 0, lines
     assert json.loads(out)["total_rows"] == 3 * 5
     assert scan_run(run_dir(data, "r")).collect().height == 15
 
@@ -420,7 +428,7 @@ def test_stop_signals_exit_130_with_one_line_and_no_run(dedicated_server, tmp_pa
         server.proc.send_signal(signal.SIGCONT)
     done = subprocess.CompletedProcess(argv, proc.returncode, out, err)
     name = signal.Signals(sig).name
-    assert_one_line_failure(done, 130, f"interrupted by {name}", "nothing was sealed")
+    assert_one_line_failure(done, 130, f"interrupted by {name} before sealing; staging removed")
     assert elapsed < 15, elapsed  # not held by the blocked fetch
     if fmt == "json":
         assert json.loads(out)["error"]["code"] == "interrupted"
@@ -677,3 +685,31 @@ def test_password_file_from_the_environment_authenticates(clickhouse_server, tmp
     assert ok.returncode == 0, ok.stderr
     missing = run_cli(argv, env=clean_env(LAKESLICE_CLICKHOUSE_PASSWORD_FILE=str(tmp_path / "nope")))
     assert_one_line_failure(missing, 2, "LAKESLICE_CLICKHOUSE_PASSWORD_FILE", "nope")
+
+
+def test_a_signal_during_the_seal_waits_for_it_and_then_stops():
+    import os
+
+    from lakeslice import signals
+
+    saved = {s: signal.getsignal(s) for s in signals.STOP_SIGNALS}
+    try:
+        signals.install()
+        steps = []
+        with pytest.raises(signals.Interrupted) as err:
+            with signals.deferred():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)  # the handler has run: it must not have raised here
+                steps.append("sealed")
+        assert steps == ["sealed"] and err.value.sealed
+        assert "SIGTERM while sealing; the seal completed first" in str(err.value)
+        signals.install()
+        with pytest.raises(signals.Interrupted) as err:
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(1)
+        assert not err.value.sealed
+        os.kill(os.getpid(), signal.SIGINT)  # a second signal while stopping is ignored
+        time.sleep(0.05)
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
