@@ -14,14 +14,16 @@ from pathlib import Path
 
 import polars as pl
 
-from .export import Progress, _fetch, bucket_groups
+from .export import _fetch, bucket_groups
 from .lake import layout
 from .lake.commit import Commit
 from .lake.manifest import LAKE_VERSION, content_sha256, created_at, exporter, files_section
 from .lake.writer import FileEntry, write_buckets
+from .options import _target_bytes
+from .progress import NoProgress, Progress
 from .signals import deferred
 from .sources import Source, open_source
-from .spec import InputError, check_compression, format_interval, parse_interval, target_bytes
+from .spec import InputError, check_compression, format_interval, parse_interval
 from .transforms import (
     DEDUP_RULE,
     dedupe_candles,
@@ -117,8 +119,10 @@ def export_corpus(
     src: Source = open_source(source, table=table, data_root=data_root) if owns else source
     text = format_interval(interval_s)
     result = CorpusResult(layout.corpus_dir(data_root, text))
+    progress = progress or NoProgress()
+    progress.stage("fetching", total=len(days))
     try:
-        for i, day in enumerate(days):
+        for day in days:
             summary, fetched = _export_day(
                 src,
                 day,
@@ -126,13 +130,12 @@ def export_corpus(
                 chain=chain,
                 data_root=Path(data_root),
                 compression=compression,
-                target_bytes=target_bytes(target_file_mb),
+                target_bytes=_target_bytes(target_file_mb),
                 mints=mints,
             )
             result.days.append(summary)
             result.rows_fetched += fetched
-            if progress:
-                progress(i + 1, len(days), sum(d["rows"] for d in result.days))
+            progress.advance(done=1, rows=fetched)
     finally:
         if owns:
             src.close()

@@ -5,7 +5,6 @@ Everything here is plain Python on scalars: no data passes through it.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 
@@ -18,7 +17,6 @@ __all__ = [
     "format_interval",
     "parse_window",
     "check_run_id",
-    "target_bytes",
     "COMPRESSIONS",
     "check_compression",
 ]
@@ -144,21 +142,6 @@ def check_run_id(run_id: str) -> str:
     if len(run_id) > RUN_ID_MAX:
         raise InputError(f"run_id {run_id[:20]!r}...: {len(run_id)} characters, at most {RUN_ID_MAX}")
     return run_id
-
-
-def target_bytes(target_file_mb: float) -> int:
-    """``target_file_mb`` (``--target-file-mb``) as bytes: finite, at least one kilobyte.
-
-    >>> target_bytes(512), target_bytes(0.5)
-    (536870912, 524288)
-    """
-    try:
-        mb = float(target_file_mb)
-    except (TypeError, ValueError):
-        raise InputError(f"target_file_mb {target_file_mb!r}: expected a number of megabytes") from None
-    if not math.isfinite(mb) or mb * 1024 * 1024 < 1024 or mb > 2**40:
-        raise InputError(f"target_file_mb {target_file_mb!r}: expected 0.001 to {2**40} megabytes")
-    return int(mb * 1024 * 1024)
 
 
 COMPRESSIONS = ("zstd", "snappy", "none")
