@@ -174,7 +174,7 @@ def normalize_candles(
         if "interval_s" in names
         else pl.lit(None, pl.Int32)
     )
-    ver = _ver_as_int64(pl.col("ver"), names["ver"]) if "ver" in names else pl.lit(0, pl.Int64)
+    ver = _ver_as_uint64(pl.col("ver"), names["ver"]) if "ver" in names else pl.lit(0, pl.UInt64)
     # Integer mints (ids assigned in string order by the exporter) stay integers: faster sorts.
     mint = pl.col("mint") if names["mint"].is_integer() else pl.col("mint").cast(pl.String)
     return lf.select(
@@ -187,12 +187,14 @@ def normalize_candles(
     )
 
 
-def _ver_as_int64(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """Versions as Int64 in their own order: UInt64 values >= 2^63 do not fit a plain cast, so the
-    top bit is flipped first (0..2^64-1 onto -2^63..2^63-1, order kept)."""
-    if dtype == pl.UInt64:
-        return (expr ^ pl.lit(2**63, pl.UInt64)).reinterpret(signed=True)
-    return expr.cast(pl.Int64)
+def _ver_as_uint64(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """Versions as UInt64 in their own order: unsigned values as they are (a UInt64 >= 2^63 must
+    not wrap), signed ones with the sign bit flipped (-2^63..2^63-1 onto 0..2^64-1, in order)."""
+    if dtype.is_unsigned_integer():
+        return expr.cast(pl.UInt64)
+    if dtype.is_integer():
+        return expr.cast(pl.Int64).reinterpret(signed=False) ^ pl.lit(2**63, pl.UInt64)
+    return expr.cast(pl.UInt64)
 
 
 def _to_epoch_ms(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:

@@ -713,3 +713,38 @@ def test_a_signal_during_the_seal_waits_for_it_and_then_stops():
     finally:
         for s, handler in saved.items():
             signal.signal(s, handler)
+
+
+SIGNED = [-(2**63), -5, -1, 0, 7, 2**63 - 1]
+
+
+@pytest.mark.parametrize("kind", ["clickhouse", "parquet"])
+def test_signed_versions_pick_the_greatest(kind, clickhouse_server, tmp_path):
+    rows, expected = [], {}
+    for i, (a, b) in enumerate(itertools.permutations(range(len(SIGNED)), 2)):
+        for rank in (a, b):
+            rows.append(candle(f"s{i:02d}", T0, close=float(rank), volume=100.0 - rank, ver=SIGNED[rank]))
+        expected[f"s{i:02d}"] = float(max(a, b))
+    frame = pl.DataFrame(rows, schema_overrides={"ver": pl.Int64})
+    if kind == "clickhouse":
+        client = clickhouse_server.client()
+        try:
+            client.execute("CREATE DATABASE IF NOT EXISTS rel2")
+            client.execute("DROP TABLE IF EXISTS rel2.signed")
+            client.execute(
+                "CREATE TABLE rel2.signed (token_address String, chain String, timestamp DateTime,"
+                " interval_seconds UInt32, open Float64, high Float64, low Float64, close Float64,"
+                " volume Float64, ver Int64) ENGINE = MergeTree() ORDER BY (token_address, timestamp)"
+            )
+            client.execute("INSERT INTO rel2.signed VALUES", [list(r.values()) for r in rows])
+        finally:
+            client.disconnect()
+        source = clickhouse_server.url("rel2")
+    else:
+        frame.with_columns(pl.from_epoch("timestamp", time_unit="s")).write_parquet(tmp_path / "s.parquet")
+        source = f"parquet://{tmp_path / 's.parquet'}"
+    alerts = pl.DataFrame({"mint": sorted(expected), "ts_ms": [T0 * 1000] * len(expected)})
+    res = export_run_slices(
+        alerts, interval="1m", window="pre0_post0", source=source, table="signed", data_root=tmp_path / "d"
+    )
+    assert dict(scan_run(res.run_dir).select("mint", "close").collect().iter_rows()) == expected

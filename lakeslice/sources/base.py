@@ -20,8 +20,9 @@ import pyarrow as pa
 log = logging.getLogger("lakeslice")
 T = TypeVar("T")
 
-# Columns a source yields. ``ver`` is the optional version column (ReplacingMergeTree's `ver`);
-# sources without one yield 0. ``mint`` may also arrive dictionary-encoded.
+# Columns a source yields. ``ver`` is the optional version column (ReplacingMergeTree's `ver`)
+# as UInt64 in the column's own order (signed types shifted by 2^63); sources without one
+# yield 0. ``mint`` may also arrive dictionary-encoded.
 CANDLE_SCHEMA = pa.schema(
     [
         ("mint", pa.string()),
@@ -31,7 +32,7 @@ CANDLE_SCHEMA = pa.schema(
         ("low", pa.float64()),
         ("close", pa.float64()),
         ("volume", pa.float64()),
-        ("ver", pa.int64()),
+        ("ver", pa.uint64()),
     ]
 )
 

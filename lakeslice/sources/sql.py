@@ -162,19 +162,20 @@ def candle_query(database: str, table: str, info: TableInfo, *, windows: bool) -
 
 
 def ver_expression(ver_type: str) -> str:
-    """``ver`` as an Int64 in the same order as the column's own values.
+    """``ver`` as a UInt64 in the same order as the column's own values.
 
-    ``toInt64`` wraps UInt64 values >= 2^63 to negatives (the older row would win); flipping the
-    top bit first maps 0..2^64-1 onto -2^63..2^63-1 in order. Every other type fits Int64.
+    Unsigned versions (ReplacingMergeTree's UInt*, Date, DateTime) keep their values; signed
+    ones flip the sign bit after a wrapping cast, mapping -2^63..2^63-1 onto 0..2^64-1 in order.
+    (``toInt64`` of a UInt64 >= 2^63 would wrap to a negative: the older row would win.)
 
     >>> ver_expression("UInt64")
-    "toInt64(bitXor(ver, toUInt64('9223372036854775808')))"
-    >>> ver_expression("UInt32")
-    'toInt64(ver)'
+    'toUInt64(ver)'
+    >>> ver_expression("Int32")
+    "bitXor(toUInt64(toInt64(ver)), toUInt64('9223372036854775808'))"
     """
-    if ver_type == "UInt64":
-        return "toInt64(bitXor(ver, toUInt64('9223372036854775808')))"
-    return "toInt64(ver)"
+    if ver_type.startswith("Int"):
+        return "bitXor(toUInt64(toInt64(ver)), toUInt64('9223372036854775808'))"
+    return "toUInt64(ver)"
 
 
 def count_query(database: str, table: str, info: TableInfo) -> str:
@@ -263,10 +264,10 @@ def to_candle_batch(
         ids = batch.column("mint_id").cast(pa.int32())
         mint = pa.DictionaryArray.from_arrays(ids, mints)
         schema = DICT_CANDLE_SCHEMA
-    ver = batch.column("ver") if has_ver else pa.array(np.zeros(n, dtype=np.int64))
+    ver = batch.column("ver") if has_ver else pa.array(np.zeros(n, dtype=np.uint64))
     cols = [mint, batch.column("ts_ms").cast(pa.int64())]
     cols += [_as_float64(batch.column(c), c, where) for c in OHLCV]
-    return pa.RecordBatch.from_arrays([*cols, ver.cast(pa.int64())], schema=schema)
+    return pa.RecordBatch.from_arrays([*cols, ver.cast(pa.uint64())], schema=schema)
 
 
 def _as_float64(values: pa.Array, column: str, where: str) -> pa.Array:
