@@ -17,7 +17,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from . import __version__
+from ._version import __version__
 from .spec import InputError, LakesliceError
 
 app = typer.Typer(

@@ -102,8 +102,11 @@ def export_corpus(
 ) -> CorpusResult:
     """Export every candle in ``[date_from, date_to)`` (UTC days) into the corpus tree.
 
-    >>> export_corpus(interval="1m", date_from="2024-01-01", date_to="2024-01-02",  # doctest: +SKIP
-    ...               source="parquet://fixtures/candles.parquet", data_root="data")
+    >>> import tempfile
+    >>> res = export_corpus(interval="1m", date_from="2024-01-01", date_to="2024-01-02",
+    ...                     source="parquet://fixtures/candles.parquet", data_root=tempfile.mkdtemp())
+    >>> [(d["date"], d["rows"], len(d["files"])) for d in res.days]
+    [('2024-01-01', 743, 4)]
     """
     started = time.perf_counter()
     interval_s = parse_interval(interval)

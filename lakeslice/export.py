@@ -169,8 +169,12 @@ def export_run_slices(
 ) -> ExportResult:
     """Export the slices around ``alerts`` into a sealed run under ``data_root``.
 
-    >>> res = export_run_slices("fixtures/alerts.csv", interval="1m",  # doctest: +SKIP
-    ...                         window="pre5_post10", source="parquet://fixtures/candles.parquet")
+    >>> import tempfile
+    >>> res = export_run_slices("fixtures/alerts.csv", interval="1m", window="pre5_post10",
+    ...                         source="parquet://fixtures/candles.parquet",
+    ...                         data_root=tempfile.mkdtemp(), run_id="doc")
+    >>> res.run_dir.name, res.manifest["outputs"]["slices"]["rows"], res.manifest["coverage"]["partial"]
+    ('run_id=doc', 75, 7)
     """
     started = time.perf_counter()
     spec = make_spec(

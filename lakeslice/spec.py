@@ -86,7 +86,12 @@ def format_interval(seconds: int) -> str:
 
 @dataclass(frozen=True)
 class Window:
-    """``pre`` candles before the anchor, the anchor candle, ``post`` candles after."""
+    """``pre`` candles before the anchor, the anchor candle, ``post`` candles after.
+
+    >>> w = Window(52, 4948)
+    >>> w.name, w.slots, str(w)
+    ('pre52_post4948', 5001, 'pre52_post4948')
+    """
 
     pre: int
     post: int

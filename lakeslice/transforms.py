@@ -202,8 +202,10 @@ def _sorted_by_mint_ts(candles: pl.LazyFrame) -> pl.LazyFrame:
     frame = candles.collect()
     if frame.height == 0:
         return frame.lazy()
-    lo, hi = frame["ts_ms"].min(), frame["ts_ms"].max()
-    if frame["mint"].max() >= 2**20 or hi - lo >= 2**43:
+    lo, hi, top = frame.select(
+        lo=pl.col("ts_ms").min(), hi=pl.col("ts_ms").max(), top=pl.col("mint").max()
+    ).row(0)
+    if top >= 2**20 or hi - lo >= 2**43:
         return frame.lazy().sort("mint", "ts_ms", maintain_order=False)
     packed = pl.col("mint").cast(pl.Int64) * 2**43 + (pl.col("ts_ms") - lo)
     return frame.lazy().sort(packed, maintain_order=False)

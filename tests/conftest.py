@@ -57,6 +57,13 @@ class ExternalServer:
     start = kill = stop
 
 
+def pytest_collection_modifyitems(items):
+    """Every test that needs the server (directly or through a fixture) is marked ``clickhouse``."""
+    for item in items:
+        if "clickhouse_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.clickhouse)
+
+
 @pytest.fixture(scope="session")
 def clickhouse_server():
     """One ClickHouse server for the session (or the one in LAKESLICE_TEST_CLICKHOUSE_URL)."""

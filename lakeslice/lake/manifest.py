@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from .. import __version__  # noqa: F401  (set before submodules import)
+from .._version import __version__
 from ..spec import RunError
 from .writer import FileEntry
 

@@ -32,7 +32,12 @@ def _slice_paths(run_dir: Path, manifest: dict) -> list[str]:
 def scan_run(run_dir: str | Path, *, verify: bool = False) -> pl.LazyFrame:
     """The slices of a sealed run with their ``mint_bucket``; refuses an unsealed run.
 
-    >>> scan_run("data/lake/runs/run_id=demo").head(3).collect()  # doctest: +SKIP
+    >>> import tempfile, lakeslice as ls
+    >>> run = ls.export_run_slices("fixtures/alerts.csv", interval="1m", window="pre5_post10",
+    ...                            source="parquet://fixtures/candles.parquet",
+    ...                            data_root=tempfile.mkdtemp(), run_id="doc").run_dir
+    >>> scan_run(run).select(pl.len(), pl.col("mint").n_unique()).collect().row(0)
+    (75, 4)
     """
     run_dir, manifest = _sealed(run_dir, verify)
     paths = _slice_paths(run_dir, manifest)
@@ -49,6 +54,15 @@ def scan_run(run_dir: str | Path, *, verify: bool = False) -> pl.LazyFrame:
 
 
 def scan_coverage(run_dir: str | Path) -> pl.LazyFrame:
+    """One coverage row per alert of a sealed run (SPEC §4); refuses an unsealed run.
+
+    >>> import tempfile, lakeslice as ls
+    >>> run = ls.export_run_slices("fixtures/alerts.csv", interval="1m", window="pre5_post10",
+    ...                            source="parquet://fixtures/candles.parquet",
+    ...                            data_root=tempfile.mkdtemp(), run_id="doc").run_dir
+    >>> scan_coverage(run).group_by("status").len().sort("status").collect().rows()
+    [('insufficient', 1), ('partial', 7)]
+    """
     run_dir, _ = _sealed(run_dir, False)
     return pl.scan_parquet(run_dir / COVERAGE)
 
@@ -58,7 +72,13 @@ def scan_windows(run_dir: str | Path, *, verify: bool = False) -> pl.LazyFrame:
 
     ``k = (ts - anchor) / interval``: negative before the anchor, 0 at it.
 
-    >>> scan_windows("data/lake/runs/run_id=demo").filter(pl.col("k") == 0).collect()  # doctest: +SKIP
+    >>> import tempfile, lakeslice as ls
+    >>> run = ls.export_run_slices("fixtures/alerts.csv", interval="1m", window="pre5_post10",
+    ...                            source="parquet://fixtures/candles.parquet",
+    ...                            data_root=tempfile.mkdtemp(), run_id="doc").run_dir
+    >>> at_anchor = scan_windows(run).filter(pl.col("k") == 0).sort("alert_id").collect()
+    >>> at_anchor["alert_id"].to_list()
+    ['a1', 'a2', 'a3', 'a5', 'a6', 'a8']
     """
     run_dir, manifest = _sealed(run_dir, verify)
     width_ms = int(manifest["slice_spec"]["interval_s"]) * 1000

@@ -39,6 +39,18 @@ def verify_dir(run_dir: str | Path, *, seal: Path | None = None) -> VerifyReport
     """Recompute each listed file's size, sha256 and row count; list unlisted Parquet files.
 
     Raises RunError when the directory is not sealed.
+
+    >>> import tempfile, lakeslice as ls
+    >>> run = ls.export_run_slices("fixtures/alerts.csv", interval="1m", window="pre5_post10",
+    ...                            source="parquet://fixtures/candles.parquet",
+    ...                            data_root=tempfile.mkdtemp(), run_id="doc").run_dir
+    >>> report = verify_dir(run)
+    >>> report.ok, report.files, report.rows
+    (True, 6, 91)
+    >>> (run / "outputs" / "stray.parquet").write_bytes(b"x")
+    1
+    >>> verify_dir(run).problems
+    ['outputs/stray.parquet: not listed in the seal']
     """
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir, seal=seal)

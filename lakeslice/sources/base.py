@@ -15,6 +15,44 @@ from typing import Protocol
 import polars as pl
 import pyarrow as pa
 
+#: The QuantBot ``ohlcv_candles`` columns a SQL source table must have (SPEC §2).
+QUANTBOT_COLUMNS = (
+    "token_address",
+    "chain",
+    "timestamp",
+    "interval_seconds",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+)
+
+
+def quantbot_ddl(
+    target: str,
+    *,
+    timestamp_type: str = "DateTime",
+    order_by: str = "(token_address, interval_seconds, timestamp)",
+    with_ver: bool = False,
+) -> str:
+    """``CREATE TABLE`` of the QuantBot candle table at ``target`` (ClickHouse and chdb).
+
+    Every argument is trusted DDL text (a quoted name, a type, an ``ORDER BY``), never user data.
+
+    >>> print(quantbot_ddl("`db`.`t`", timestamp_type="DateTime64(3)", with_ver=True))
+    CREATE TABLE IF NOT EXISTS `db`.`t` (token_address String, chain String, timestamp DateTime64(3),
+    interval_seconds UInt32, open Float64, high Float64, low Float64, close Float64, volume Float64,
+    ver UInt64) ENGINE = MergeTree() ORDER BY (token_address, interval_seconds, timestamp)
+    """
+    ver = ", ver UInt64" if with_ver else ""
+    return (
+        f"CREATE TABLE IF NOT EXISTS {target} (token_address String, chain String,"
+        f" timestamp {timestamp_type}, interval_seconds UInt32, open Float64, high Float64,"
+        f" low Float64, close Float64, volume Float64{ver}) ENGINE = MergeTree() ORDER BY {order_by}"
+    )
+
+
 # Columns a source yields. ``ver`` is the optional version column (ReplacingMergeTree's `ver`);
 # sources without one yield 0. ``mint`` may also arrive dictionary-encoded.
 CANDLE_SCHEMA = pa.schema(

@@ -33,7 +33,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from lakeslice.sources.base import CANDLE_SCHEMA, CandleRequest
+from lakeslice.sources.base import CANDLE_SCHEMA, QUANTBOT_COLUMNS, CandleRequest
 from lakeslice.spec import InputError, RunError
 
 __all__ = [
@@ -45,17 +45,7 @@ __all__ = [
     "candle_query",
 ]
 
-REQUIRED_COLUMNS = (
-    "token_address",
-    "chain",
-    "timestamp",
-    "interval_seconds",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-)
+REQUIRED_COLUMNS = QUANTBOT_COLUMNS
 OHLCV = ("open", "high", "low", "close", "volume")
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _AUTH_CODES = {192, 193, 516}  # UNKNOWN_USER, WRONG_PASSWORD (18.16); AUTHENTICATION_FAILED

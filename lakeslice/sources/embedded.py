@@ -21,6 +21,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
+from lakeslice.sources.base import quantbot_ddl
 from lakeslice.sources.clickhouse import (
     PARAMS_STRUCTURE,
     PARAMS_TABLE,
@@ -33,12 +34,8 @@ from lakeslice.sources.clickhouse import (
 )
 from lakeslice.spec import RunError
 
-__all__ = ["ChdbSource", "seed_chdb", "QUANTBOT_DDL_COLUMNS"]
+__all__ = ["ChdbSource", "seed_chdb"]
 
-QUANTBOT_DDL_COLUMNS = (
-    "token_address String, chain String, timestamp {ts}, interval_seconds UInt32,"
-    " open Float64, high Float64, low Float64, close Float64, volume Float64{ver}"
-)
 # chdb's Arrow output is lz4-compressed by default: in-process that only costs time (~1.5x).
 _ARROW_SETTINGS = " SETTINGS output_format_arrow_compression_method = 'none'"
 
@@ -200,18 +197,16 @@ def seed_chdb(
     check_identifier(database, "database")
     check_identifier(table, "table")
     data = _seed_frame(rows)
-    ver = ", ver UInt64" if "ver" in data.columns else ""
     target = f"`{database}`.`{table}`"
     sess = _open_session(path)
     try:
         sess.query(f"CREATE DATABASE IF NOT EXISTS `{database}`")
         if replace:
             sess.query(f"DROP TABLE IF EXISTS {target}")
-        sess.query(
-            f"CREATE TABLE IF NOT EXISTS {target} ("
-            + QUANTBOT_DDL_COLUMNS.format(ts=timestamp_type, ver=ver)
-            + f") ENGINE = MergeTree() ORDER BY {order_by}"
+        ddl = quantbot_ddl(
+            target, timestamp_type=timestamp_type, order_by=order_by, with_ver="ver" in data.columns
         )
+        sess.query(ddl)
         _insert_arrow(sess, f"{target} ({', '.join(data.columns)})", data.to_arrow())
     finally:
         sess.close()
