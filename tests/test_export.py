@@ -21,38 +21,23 @@ import pytest
 from support import reference as ref
 from support.cli import export_args, run_cli
 from support.cli import invoke as cli
-from support.data import ALERTS_CSV, CANDLES_PQ, COVERAGE_COLUMNS, OHLCV, REPO, SLICE_COLUMNS, quantbot_row
+from support.data import (
+    ALERTS_CSV,
+    CANDLES_PQ,
+    COVERAGE_COLUMNS,
+    OHLCV,
+    REPO,
+    RESULT_KEYS,
+    SLICE_COLUMNS,
+    quantbot_row,
+)
+from support.runs import all_run_rows, file_rows, sha256_of, slice_files, staging_leftovers
 
 LABEL = "parquet:candles.parquet"
 
 
-def file_rows(path: Path) -> list[dict]:
-    """Slice file rows with ts as epoch ms."""
-    rows = pq.read_table(path).to_pylist()
-    for r in rows:
-        r["ts_ms"] = ref.epoch_ms(r.pop("ts"))
-    return rows
-
-
-def slice_files(run_dir: Path) -> list[Path]:
-    return sorted((run_dir / "slices").rglob("*.parquet"))
-
-
-def all_run_rows(run_dir: Path) -> list[dict]:
-    return [r for f in slice_files(run_dir) for r in file_rows(f)]
-
-
 def project(rows, keys=("mint", "ts_ms", "interval_s", *OHLCV, "source")):
     return [tuple(r[k] for k in keys) for r in rows]
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def staging_leftovers(data_root: Path) -> list[Path]:
-    """Anything left in a staging area (``lake/.staging`` or any other ``.staging``)."""
-    return [p for d in Path(data_root).rglob(".staging") if d.is_dir() for p in d.iterdir()]
 
 
 def expected_slices(candles: list[dict], coverage: list[dict]) -> list[dict]:
@@ -230,18 +215,7 @@ def test_golden_json_result(golden):
     out = golden["stdout"]
     result = json.loads(out)  # exactly one JSON document on stdout
     assert out.count("\n") == 1 and out.endswith("\n")
-    required = {
-        "run_dir",
-        "manifest_path",
-        "coverage_path",
-        "total_rows",
-        "total_files",
-        "total_bytes",
-        "kept_events",
-        "dropped_events",
-        "manifest",
-    }
-    assert required <= set(result)
+    assert RESULT_KEYS <= set(result)
     run_dir = golden["run_dir"]
     assert Path(result["run_dir"]).resolve() == run_dir.resolve()
     assert Path(result["manifest_path"]).resolve() == (run_dir / "manifest.json").resolve()
@@ -271,6 +245,7 @@ def _synthetic_inputs(tmp: Path, *, mints=20, per_mint=3000, alerts=150, dup=0.1
     return src, al
 
 
+@pytest.mark.slow
 def test_determinism_across_processes_threads_and_roots(tmp_path):
     src, al = _synthetic_inputs(tmp_path)
     runs = []

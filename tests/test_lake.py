@@ -14,16 +14,11 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
-from test_export import (
-    ALERTS_CSV,
-    CANDLES_PQ,
-    EPOCH,
-    all_run_rows,
-    cli,
-    export_args,
-    sha1_bucket,
-    slice_files,
-)
+from support import reference as ref
+from support.cli import export_args
+from support.cli import invoke as cli
+from support.data import ALERTS_CSV, CANDLES_PQ
+from support.runs import all_run_rows, slice_files
 
 from lakeslice.spec import RunError
 
@@ -168,7 +163,7 @@ def test_scan_run_verify_flag_catches_tamper(copy):
 
 def _ms(value) -> int:
     if isinstance(value, dt.datetime):
-        return (value.astimezone(dt.timezone.utc) - EPOCH) // dt.timedelta(milliseconds=1)
+        return ref.epoch_ms(value)
     return int(value)
 
 
@@ -232,7 +227,7 @@ def test_readers_agree_on_rows_and_bucket(sealed):
             r["close"],
             r["volume"],
             r["source"],
-            sha1_bucket(r["mint"]),
+            ref.bucket(r["mint"]),
         )
         for r in all_run_rows(sealed)
     )

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from typer.testing import CliRunner, Result
@@ -56,6 +57,25 @@ def run_cli(
         env=clean_env(**(env or {})),
         timeout=timeout,
     )
+
+
+def run_chains(chains: list[list], *, cwd: Path) -> dict[str, subprocess.CompletedProcess]:
+    """Chains side by side (4 at a time), the steps of a chain in order. A step is
+    ``(name, args)`` or ``(name, args, stdin)`` (a CLI call) or a callable (setup between
+    calls). name -> CompletedProcess."""
+
+    def run_chain(chain: list) -> list[tuple[str, subprocess.CompletedProcess]]:
+        out = []
+        for step in chain:
+            if callable(step):
+                step()
+            else:
+                name, args, *stdin = step
+                out.append((name, run_cli(*args, cwd=cwd, input=stdin[0] if stdin else None)))
+        return out
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return dict(item for done in pool.map(run_chain, chains) for item in done)
 
 
 def popen_cli(

@@ -31,6 +31,19 @@ COVERAGE_COLUMNS = [
     "kept",
 ]
 
+#: SPEC §8: the keys of a successful ``--format json`` result.
+RESULT_KEYS = {
+    "run_dir",
+    "manifest_path",
+    "coverage_path",
+    "total_rows",
+    "total_files",
+    "total_bytes",
+    "kept_events",
+    "dropped_events",
+    "manifest",
+}
+
 HOSTILE = "O'Brien\\'); DROP TABLE ohlcv_candles; --"
 SOL = "So11111111111111111111111111111111111111112"
 
