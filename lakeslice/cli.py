@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 
 from ._version import __version__
-from .spec import InputError, LakesliceError
+from .errors import InputError, LakesliceError, error_line, redact
 
 app = typer.Typer(
     name="lakeslice",
@@ -77,31 +77,22 @@ def _main(
         logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)
 
 
-def _fail(exc: BaseException, fmt: str) -> None:
-    """Report one line and exit with the error's status; never a traceback."""
-    if isinstance(exc, LakesliceError):
-        code, status, message = exc.code, exc.exit_code, str(exc)
-    else:
-        code, status = "internal_error", 1
-        message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+def _fail(exc: BaseException, fmt: str, *, source: str | None = None) -> None:
+    """Report one line and exit with the error's status; never a traceback (LAKESLICE_DEBUG=1
+    re-raises, with the driver's own error chained). ``source`` is the source URL in use: its
+    password, like those of the command line and the environment, never reaches the screen."""
     if os.environ.get("LAKESLICE_DEBUG"):
         raise exc
-    message = _scrub(message)
+    if isinstance(exc, LakesliceError):
+        code, status = exc.code, exc.exit_code
+    else:
+        code, status = "internal_error", 1
+    urls = [source, os.environ.get("LAKESLICE_SOURCE"), *sys.argv[1:]]
+    message = redact(error_line(exc), urls=[u for u in urls if u and "://" in u])
     if fmt == "json":
         typer.echo(json.dumps({"error": {"code": code, "message": message}}, sort_keys=True))
     err.print(f"lakeslice: error: {message}", markup=False, soft_wrap=True)
     raise typer.Exit(status)
-
-
-def _scrub(message: str) -> str:
-    """Last line of defence: no password from the environment or a URL reaches the screen."""
-    for name in ("LAKESLICE_CLICKHOUSE_PASSWORD", "CLICKHOUSE_PASSWORD"):
-        secret = os.environ.get(name)
-        if secret:
-            message = message.replace(secret, "***")
-    from .sources import redact
-
-    return " ".join(redact(word) if "://" in word else word for word in message.split(" "))
 
 
 def _check_config(data: dict[str, Any], config: str) -> None:
@@ -174,10 +165,11 @@ def export(
     flags.pop("config")
     flags["format"] = format.value if format else None
     fmt = "json" if (flags["format"] == "json") else "table"
+    url = flags["source"]
     try:
         loaded = _load_config(config)
-        # FIX: a config's "format": "json" must also shape errors raised while merging
-        # (e.g. a missing --window); fmt was only set after _merge succeeded.
+        url = url or loaded.get("source")
+        # a config's "format": "json" also shapes errors found while merging (a missing --window)
         if flags["format"] is None and loaded.get("format") == "json":
             fmt = "json"
         _check_config(loaded, config)
@@ -207,7 +199,7 @@ def export(
                 progress=progress,
             )
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line
-        _fail(exc, fmt)
+        _fail(exc, fmt, source=url if isinstance(url, str) else None)
     if fmt == "json":
         typer.echo(json.dumps(result.to_json(), sort_keys=True))
     else:
@@ -259,7 +251,7 @@ def corpus(
                 progress=progress,
             )
     except Exception as exc:  # noqa: BLE001
-        _fail(exc, fmt)
+        _fail(exc, fmt, source=source)
     if fmt == "json":
         typer.echo(json.dumps(result.to_json(), sort_keys=True))
     else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 import polars as pl
 import pyarrow as pa
@@ -85,13 +85,22 @@ class CandleRequest:
     end_ms: int | None = None
 
 
+class SourceInfo(TypedDict):
+    """What a source says about itself in a seal; never a secret (``host`` null for files)."""
+
+    kind: str
+    host: str | None
+    database: str | None
+    table: str
+
+
 class Source(Protocol):
     """A place candles come from."""
 
     #: Value of the ``source`` column, e.g. ``clickhouse:db.ohlcv_candles``; never a secret.
     label: str
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> SourceInfo:
         """``{kind, host, database, table}`` for the manifest (export adds chain, as_of); no secrets."""
         ...
 
