@@ -17,7 +17,7 @@ import polars as pl
 from .export import Progress, _fetch, bucket_groups
 from .lake import layout
 from .lake.commit import Commit
-from .lake.manifest import LAKE_VERSION, content_sha256, created_at, exporter, files_section
+from .lake.manifest import LAKE_VERSION, DaySeal, content_sha256, created_at, exporter, files_section
 from .lake.writer import FileEntry, write_buckets
 from .sources import Source, open_source
 from .spec import InputError, check_compression, format_interval, parse_interval
@@ -208,7 +208,7 @@ class _DaySpec:
     interval_s: int
 
 
-def _day_seal(day: dt.date, interval_s: int, chain: str, src: Source, files: list[FileEntry]) -> dict:
+def _day_seal(day: dt.date, interval_s: int, chain: str, src: Source, files: list[FileEntry]) -> DaySeal:
     stamp = created_at()
     return {
         "lake_version": LAKE_VERSION,

@@ -8,7 +8,7 @@ import secrets
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from .lake import layout
 from .lake.commit import Commit
 from .lake.manifest import (
     LAKE_VERSION,
+    Manifest,
     content_sha256,
     created_at,
     exporter,
@@ -62,10 +63,9 @@ Progress = Callable[[int, int, int], None]  # (groups done, groups total, rows w
 @dataclass
 class ExportResult:
     run_dir: Path
-    manifest: dict
+    manifest: Manifest
     rows_fetched: int = 0
     seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
 
     @property
     def manifest_path(self) -> Path:
@@ -407,7 +407,7 @@ def _manifest(
     alerts_entry: FileEntry,
     files: list[FileEntry],
     coverage_df: pl.DataFrame,
-) -> dict:
+) -> Manifest:
     stamp = created_at()
     slices = [f for f in files if f.path.startswith("slices/")]
     status = coverage_df["status"].value_counts()

@@ -74,15 +74,11 @@ _DEDUP_KEYS = ["ver", "volume", "close", "high", "low", "open"]
 # Scalar-ish expressions
 
 
-def _sha1_bucket(mint: str | None) -> str | None:
-    return None if mint is None else hashlib.sha1(mint.encode("utf-8")).hexdigest()[:2]
-
-
-def _bucket_batch(s: pl.Series) -> pl.Series:
-    # One SHA-1 per distinct mint, mapped back to rows by Polars.
-    uniq = s.unique()
-    buckets = pl.Series([_sha1_bucket(m) for m in uniq.to_list()], dtype=pl.String)
-    return s.replace_strict(uniq, buckets, return_dtype=pl.String)
+def _sha1_buckets(mints: pl.Series) -> pl.Series:
+    return pl.Series(
+        [None if m is None else hashlib.sha1(m.encode("utf-8")).hexdigest()[:2] for m in mints.to_list()],
+        dtype=pl.String,
+    )
 
 
 def mint_bucket(expr: pl.Expr | str) -> pl.Expr:
@@ -90,12 +86,18 @@ def mint_bucket(expr: pl.Expr | str) -> pl.Expr:
 
     >>> pl.select(mint_bucket(pl.lit("So11111111111111111111111111111111111111112"))).item()
     '35'
+    >>> pl.DataFrame({"mint": ["a", "b", "a"]}).select(mint_bucket("mint")).to_series().to_list()
+    ['86', 'e9', '86']
     """
-    expr = pl.col(expr) if isinstance(expr, str) else expr
-    return expr.cast(pl.String).map_batches(_bucket_batch, pl.String, is_elementwise=True)
+    mints = (pl.col(expr) if isinstance(expr, str) else expr).cast(pl.String)
+    # Polars has no SHA-1: Python hashes the distinct mints only (a small column), and a native
+    # replace maps them back to the rows.
+    distinct = mints.unique(maintain_order=True)  # twice below: the same order both times
+    return mints.replace_strict(
+        distinct, distinct.map_batches(_sha1_buckets, return_dtype=pl.String), return_dtype=pl.String
+    )
 
 
-# The dtype is known only at run time, so floor inside map_batches: one function for both.
 def floor_to_interval(expr: pl.Expr | str, interval: str | int) -> pl.Expr:
     """Floor epoch-ms integers or Datetimes to the start of their interval (UTC, epoch based).
 
@@ -103,25 +105,19 @@ def floor_to_interval(expr: pl.Expr | str, interval: str | int) -> pl.Expr:
 
     >>> pl.select(floor_to_interval(pl.lit(90_500), "1m")).item()
     60000
+    >>> pl.select(floor_to_interval(pl.lit(-1), "1m")).item()
+    -60000
     """
     expr = pl.col(expr) if isinstance(expr, str) else expr
     width_ms = parse_interval(interval) * 1000
-
-    def floor(s: pl.Series) -> pl.Series:
-        if isinstance(s.dtype, pl.Datetime):
-            ms = s.dt.epoch("ms")
-            out = pl.from_epoch((ms // width_ms) * width_ms, time_unit="ms")
-            # FIX: from_epoch is naive UTC; convert (not replace) into the zone so the floored
-            # instant stays epoch based for zones other than UTC (replace shifted it by the offset).
-            if s.dtype.time_zone is not None:
-                out = out.dt.replace_time_zone("UTC").dt.convert_time_zone(s.dtype.time_zone)
-            out = out.cast(s.dtype)
-            return out.alias(s.name)
-        if not s.dtype.is_integer():
-            raise InputError(f"floor_to_interval: column {s.name!r} is {s.dtype}, not ms or Datetime")
-        return ((s.cast(pl.Int64) // width_ms) * width_ms).alias(s.name)
-
-    return expr.map_batches(floor, is_elementwise=True)
+    # A Datetime's value is its UTC instant and an integer is epoch ms: both floor on one UTC
+    # millisecond line, then return to the input's own dtype (integer type, or unit and zone).
+    utc_ms = pl.Datetime("ms", "UTC")
+    ms = expr.cast(utc_ms).cast(pl.Int64)
+    floored = ((ms // width_ms) * width_ms).cast(utc_ms).cast(pl.dtype_of(expr))
+    # Bitwise AND exists for integer physical types only: a float (neither epoch ms nor a
+    # Datetime) makes Polars refuse the expression instead of being floored silently.
+    return pl.when((expr.to_physical() & 0) == 0).then(floored)
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,10 +372,10 @@ def coverage_of(
     Counts come from as-of lookups of each window bound into a per-mint running rank, so the
     cost follows (candles + alerts) × log, never candles × alerts.
     """
-    # FIX (status by slot): SPEC §4 says `complete` when every slot has a candle. Counting
-    # candles let off-grid candles (two in one slot) pass as complete while a slot was empty.
-    # `srank` is a per-mint running count of distinct interval slots; windows start and end on
-    # slot boundaries, so differences of srank count the filled slots of a window.
+    # SPEC §4: `complete` when every slot has a candle; counting candles would let two off-grid
+    # candles in one slot hide an empty slot. `srank` is a per-mint running count of distinct
+    # interval slots; windows start and end on slot boundaries, so differences of srank count
+    # the filled slots of a window.
     names = candles.collect_schema()
     slot = pl.col("ts_ms")
     if "interval_s" in names:
@@ -444,7 +440,7 @@ def coverage_of(
         missing=pl.col("expected_total") - total,
         first_ts_ms=pl.when(total > 0).then(pl.col("_first")),
         last_ts_ms=pl.when(total > 0).then(pl.col("_last")),
-        # FIX: filled slots, not candles, decide `complete` (see srank above)
+        # filled slots, not candles, decide `complete` (see srank above)
         status=pl.when(pl.col("_n_end_slots") - pl.col("_n_start_slots") == pl.col("expected_total"))
         .then(pl.lit("complete"))
         .when(total > 0)

@@ -8,14 +8,11 @@ import polars as pl
 
 from ..spec import RunError
 from .layout import ALERTS, COVERAGE
-from .manifest import read_manifest
+from .manifest import Manifest, read_manifest
 from .verify import verify_dir
 
-# Directory names like mint_bucket=00 would otherwise be inferred as integers.
-HIVE_SCHEMA = {"mint_bucket": pl.String, "date": pl.String}
 
-
-def _sealed(run_dir: str | Path, verify: bool) -> tuple[Path, dict]:
+def _sealed(run_dir: str | Path, verify: bool) -> tuple[Path, Manifest]:
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
     if verify:
@@ -25,7 +22,7 @@ def _sealed(run_dir: str | Path, verify: bool) -> tuple[Path, dict]:
     return run_dir, manifest
 
 
-def _slice_paths(run_dir: Path, manifest: dict) -> list[str]:
+def _slice_paths(run_dir: Path, manifest: Manifest) -> list[str]:
     return [str(run_dir / f["path"]) for f in manifest["files"] if f["path"].startswith("slices/")]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from .manifest import content_sha256, read_manifest
+from .manifest import Sealed, content_sha256, read_seal
 from .writer import FileEntry
 
 _CHUNK = 8 * 1024 * 1024
@@ -53,7 +53,7 @@ def verify_dir(run_dir: str | Path, *, seal: Path | None = None) -> VerifyReport
     ['outputs/stray.parquet: not listed in the seal']
     """
     run_dir = Path(run_dir)
-    manifest = read_manifest(run_dir, seal=seal)
+    manifest: Sealed = read_seal(run_dir, seal=seal)
     seal_name = Path(seal).name if seal is not None else "manifest.json"
     report = VerifyReport(run_dir)
     listed = manifest.get("files", [])
@@ -66,10 +66,8 @@ def verify_dir(run_dir: str | Path, *, seal: Path | None = None) -> VerifyReport
         report.rows += entry.rows
         report.bytes += entry.bytes
     names = {e.path for e in entries}
-    # FIX: every unlisted file counts, judged relative to the run dir. Before, only non-hidden
-    # *.parquet were checked and hidden-ness was judged on the absolute parts, so a run under
-    # '..', '.cache' or '_x' never reported one; and Polars' scan_parquet of a directory fails on
-    # any other file in it (even '.x.crc' or '_SUCCESS'), so those break readers too.
+    # Every unlisted file counts, hidden or not, judged relative to the run dir: Polars'
+    # scan_parquet of a directory fails on any other file in it (even '.x.crc' or '_SUCCESS').
     own_seal = {seal_name} if seal is None else set()
     for p in sorted(run_dir.rglob("*")):
         rel = p.relative_to(run_dir).as_posix()
