@@ -14,11 +14,17 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import typer
 from rich.console import Console
 
+from . import json_schema
 from ._version import __version__
+from .corpus import export_corpus, read_mints
 from .errors import InputError, LakesliceError, error_line, redact
+from .export import export_run_slices
+from .lake.verify import verify_path
+from .render import progress_bar, render_corpus, render_export, render_show, render_verify
 
 app = typer.Typer(
     name="lakeslice",
@@ -71,10 +77,23 @@ def _main(
         format="lakeslice: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_redact_record)
     # clickhouse_driver logs every failed connect at WARNING with a traceback; our own error
     # line already says what happened (errors are one line). LAKESLICE_DEBUG=1 shows them.
     if not os.environ.get("LAKESLICE_DEBUG"):
         logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)
+
+
+def _command_line_urls() -> list[str]:
+    """The URLs this process was given: their passwords are secrets in every output."""
+    return [u for u in (os.environ.get("LAKESLICE_SOURCE"), *sys.argv[1:]) if u and "://" in u]
+
+
+def _redact_record(record: logging.LogRecord) -> bool:
+    """Log lines are an output too: the same redaction as the error line."""
+    record.msg, record.args = redact(record.getMessage(), urls=_command_line_urls()), None
+    return True
 
 
 def _fail(exc: BaseException, fmt: str, *, source: str | None = None) -> None:
@@ -87,8 +106,7 @@ def _fail(exc: BaseException, fmt: str, *, source: str | None = None) -> None:
         code, status = exc.code, exc.exit_code
     else:
         code, status = "internal_error", 1
-    urls = [source, os.environ.get("LAKESLICE_SOURCE"), *sys.argv[1:]]
-    message = redact(error_line(exc), urls=[u for u in urls if u and "://" in u])
+    message = redact(error_line(exc), urls=[source, *_command_line_urls()])
     if fmt == "json":
         typer.echo(json.dumps({"error": {"code": code, "message": message}}, sort_keys=True))
     err.print(f"lakeslice: error: {message}", markup=False, soft_wrap=True)
@@ -97,10 +115,6 @@ def _fail(exc: BaseException, fmt: str, *, source: str | None = None) -> None:
 
 def _check_config(data: dict[str, Any], config: str) -> None:
     """The config must fit the shipped schema (unknown keys, wrong JSON types: exit 2)."""
-    import jsonschema
-
-    from . import json_schema
-
     validator = jsonschema.Draft202012Validator(json_schema("config"))
     error = next(iter(sorted(validator.iter_errors(data), key=lambda e: list(e.path))), None)
     if error is not None:
@@ -177,9 +191,6 @@ def export(
         fmt = opts["format"]
         if fmt not in ("table", "json"):
             raise InputError(f"format {fmt!r}: expected table or json")
-        from .export import export_run_slices
-        from .render import progress_bar, render_export
-
         with progress_bar(enabled=fmt != "json") as progress:
             result = export_run_slices(
                 opts["alerts"],
@@ -233,9 +244,6 @@ def corpus(
     """Export every candle of a chain and interval by UTC day into the corpus tree."""
     fmt = format.value
     try:
-        from .corpus import export_corpus, read_mints
-        from .render import progress_bar, render_corpus
-
         with progress_bar(enabled=fmt != "json") as progress:
             result = export_corpus(
                 interval=interval,
@@ -262,9 +270,6 @@ def corpus(
 def verify(run_dir: Path = typer.Argument(..., help="A run directory (or corpus root).")) -> None:
     """Recompute every hash and row count of a sealed run; exit 1 on any mismatch."""
     try:
-        from .lake.verify import verify_path
-        from .render import render_verify
-
         reports = verify_path(run_dir)
     except Exception as exc:  # noqa: BLE001
         _fail(exc, "table")
@@ -276,8 +281,6 @@ def verify(run_dir: Path = typer.Argument(..., help="A run directory (or corpus 
 def show(run_dir: Path = typer.Argument(..., help="A sealed run directory (or corpus root).")) -> None:
     """A human summary of a sealed run: spec, buckets, files, rows, coverage."""
     try:
-        from .render import render_show
-
         render_show(run_dir)
     except Exception as exc:  # noqa: BLE001
         _fail(exc, "table")

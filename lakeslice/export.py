@@ -27,7 +27,7 @@ from .lake.manifest import (
     files_section,
 )
 from .lake.writer import FileEntry, FileSink, write_buckets, write_file
-from .sources import CandleRequest, Source, open_source, retryable
+from .sources import CANDLE_SCHEMA, CandleRequest, Source, open_source, retryable
 from .spec import (
     InputError,
     RunError,
@@ -40,6 +40,7 @@ from .spec import (
 )
 from .transforms import (
     COVERAGE_COLUMNS,
+    COVERAGE_SCHEMA,
     DEDUP_RULE,
     alert_windows,
     coverage_of,
@@ -319,8 +320,6 @@ def prefetched(groups: list[list[str]], fetch: Callable[[list[str]], pl.DataFram
 
 
 def _empty_coverage() -> pl.DataFrame:
-    from .transforms import COVERAGE_SCHEMA
-
     return pl.DataFrame(schema=COVERAGE_SCHEMA)
 
 
@@ -340,8 +339,6 @@ def _fetch(src: Source, spec: RunSpec, ranges: pl.DataFrame, group: list[str]) -
 
 def _frame_of(batches: list[pa.RecordBatch]) -> pl.DataFrame:
     """One frame; ``mint`` as Polars Categorical when the source sent a dictionary."""
-    from .sources import CANDLE_SCHEMA
-
     if not batches:
         return pl.from_arrow(CANDLE_SCHEMA.empty_table())
     return pl.from_arrow(pa.Table.from_batches(batches))

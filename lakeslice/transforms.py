@@ -10,6 +10,7 @@ import hashlib
 
 import polars as pl
 
+from .alerts import normalize_alerts
 from .spec import InputError, Window, parse_interval, parse_window
 
 __all__ = [
@@ -309,8 +310,6 @@ def _prepared(
     candles: FrameLike, alerts: FrameLike, interval: str | int, window: str | Window
 ) -> tuple[pl.LazyFrame, pl.LazyFrame, int]:
     """Normalized alerts' windows and the deduplicated candles inside their union."""
-    from .alerts import normalize_alerts  # local: alerts imports nothing from here
-
     interval_s = parse_interval(interval)
     if isinstance(alerts, pl.LazyFrame):
         alerts = alerts.collect()

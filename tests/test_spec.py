@@ -8,8 +8,6 @@ from hypothesis import strategies as st
 
 from lakeslice.spec import (
     InputError,
-    LakesliceError,
-    RunError,
     Window,
     check_compression,
     check_run_id,
@@ -174,10 +172,3 @@ def test_compressions():
     for bad in ("gzip", "ZSTD", "", "lz4"):
         with pytest.raises(InputError, match=repr(bad)):
             check_compression(bad)
-
-
-def test_error_hierarchy_and_exit_codes():
-    assert issubclass(InputError, LakesliceError) and issubclass(RunError, LakesliceError)
-    assert issubclass(InputError, ValueError)
-    assert (InputError.exit_code, RunError.exit_code) == (2, 1)
-    assert (InputError.code, RunError.code) == ("input_error", "runtime_error")

@@ -15,6 +15,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal, TypedDict, cast
 
+import polars
+import pyarrow
+
 from .._version import __version__
 from ..errors import RunError
 from ..sources.base import SourceInfo
@@ -147,9 +150,6 @@ def created_at() -> str:
 
 def library_versions() -> dict[str, str]:
     """Versions of what wrote the files: same versions are part of the byte-identity promise."""
-    import polars
-    import pyarrow
-
     return {"polars": polars.__version__, "pyarrow": pyarrow.__version__}
 
 

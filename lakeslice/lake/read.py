@@ -7,7 +7,8 @@ from pathlib import Path
 import polars as pl
 
 from ..spec import RunError
-from .layout import ALERTS, COVERAGE
+from ..transforms import SLICE_SCHEMA
+from .layout import COVERAGE
 from .manifest import Manifest, read_manifest
 from .verify import verify_dir
 
@@ -39,8 +40,6 @@ def scan_run(run_dir: str | Path, *, verify: bool = False) -> pl.LazyFrame:
     run_dir, manifest = _sealed(run_dir, verify)
     paths = _slice_paths(run_dir, manifest)
     if not paths:
-        from ..transforms import SLICE_SCHEMA
-
         return pl.LazyFrame(schema={**SLICE_SCHEMA, "mint_bucket": pl.String})
     bucket = pl.col("_path").str.extract(r"mint_bucket=([0-9a-f]{2})/", 1)
     return (
@@ -96,8 +95,3 @@ def scan_windows(run_dir: str | Path, *, verify: bool = False) -> pl.LazyFrame:
         .drop("_ts_ms", "window_start_ts_ms", "window_end_ts_ms")
         .sort("alert_id", "ts")
     )
-
-
-def read_alerts_of(run_dir: str | Path) -> pl.LazyFrame:
-    run_dir, _ = _sealed(run_dir, False)
-    return pl.scan_parquet(run_dir / ALERTS)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from .commit import next_seal
+from .layout import MANIFEST, day_seal
 from .manifest import Sealed, content_sha256, read_seal
 from .writer import FileEntry
 
@@ -99,8 +101,6 @@ def _check(run_dir: Path, entry: FileEntry) -> str | None:
 
 def verify_path(path: str | Path) -> list[VerifyReport]:
     """A run directory, or every day of a corpus tree (unsealed days reported as problems)."""
-    from .layout import MANIFEST
-
     path = Path(path)
     if (path / MANIFEST).is_file() or not path.is_dir():
         return [verify_dir(path)]
@@ -112,9 +112,6 @@ def verify_path(path: str | Path) -> list[VerifyReport]:
 
 def verify_day(day: Path) -> VerifyReport:
     """A corpus day against its seal; after a crash mid-publish, the pending seal may hold."""
-    from .commit import next_seal
-    from .layout import day_seal
-
     seal = day_seal(day)
     candidates = [p for p in (seal, next_seal(seal)) if p.is_file()]
     if not candidates:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import pyarrow as pa
 from ..errors import InputError, RunError, one_line
 from ..lake.layout import corpus_dir
 from ..spec import format_interval
-from ..transforms import normalize_candles
+from ..transforms import mint_bucket, normalize_candles
 from .base import CANDLE_SCHEMA, CandleRequest, SourceInfo
 
 _HIVE_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=")
@@ -116,8 +117,6 @@ def _prune(lf: pl.LazyFrame, keys: set[str], request: CandleRequest) -> pl.LazyF
             lf = lf.filter(pl.col("date").is_between(lo, hi))
         return lf
     if "mint_bucket" in keys:
-        from ..transforms import mint_bucket
-
         buckets = request.ranges.select(mint_bucket("mint")).to_series().unique()
         lf = lf.filter(pl.col("mint_bucket").is_in(buckets.implode()))
     if "date" in keys:
@@ -138,6 +137,4 @@ def _prune(lf: pl.LazyFrame, keys: set[str], request: CandleRequest) -> pl.LazyF
 
 
 def _day(ms: int) -> str:
-    import datetime as dt
-
     return dt.datetime.fromtimestamp(ms // 1000, dt.timezone.utc).strftime("%Y-%m-%d")
