@@ -11,6 +11,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import polars as pl
 
@@ -33,10 +34,22 @@ log = logging.getLogger("lakeslice")
 DAY_MS = 86_400_000
 
 
+class DaySummary(TypedDict):
+    """One exported day in the ``--format json`` result."""
+
+    date: str
+    rows: int
+    bytes: int
+    files: list[str]
+    content_sha256: str
+
+
 @dataclass
 class CorpusResult:
+    """What ``export_corpus`` did: the days it sealed, rows fetched, seconds."""
+
     root: Path
-    days: list[dict] = field(default_factory=list)
+    days: list[DaySummary] = field(default_factory=list)
     rows_fetched: int = 0
     seconds: float = 0.0
 
@@ -164,7 +177,7 @@ def _export_day(
     compression: str,
     target_bytes: int,
     mints: list[str] | None,
-) -> tuple[dict, int]:
+) -> tuple[DaySummary, int]:
     start, end = day_bounds(day)
     text = format_interval(interval_s)
     final = layout.day_dir(data_root, text, day.isoformat())

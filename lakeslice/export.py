@@ -63,6 +63,8 @@ Progress = Callable[[int, int, int], None]  # (groups done, groups total, rows w
 
 @dataclass
 class ExportResult:
+    """A sealed run: its directory, its manifest, rows fetched and seconds taken."""
+
     run_dir: Path
     manifest: Manifest
     rows_fetched: int = 0

@@ -66,6 +66,14 @@ def golden(tmp_path_factory):
     return {"root": root, "run_dir": run_dir, "stdout": proc.stdout}
 
 
+def strict_coverage(reference: dict, min_pre: int, target: int) -> list[dict]:
+    """The reference's coverage of the golden inputs in strict mode."""
+    candles, alerts = reference["candles"], reference["alerts"]
+    return ref.coverage_rows(
+        candles, alerts, 60, PRE, POST, strict=True, min_required_pre=min_pre, target_total=target
+    )
+
+
 @pytest.fixture(scope="module")
 def reference():
     raw = pq.read_table(CANDLES_PQ).to_pylist()
@@ -299,16 +307,7 @@ def test_strict_coverage(tmp_path, reference, min_pre, target):
     )
     assert res.exit_code == 0, res.stderr
     run_dir = tmp_path / "lake" / "runs" / "run_id=strict"
-    cov_ref = ref.coverage_rows(
-        reference["candles"],
-        reference["alerts"],
-        60,
-        PRE,
-        POST,
-        strict=True,
-        min_required_pre=min_pre,
-        target_total=target,
-    )
+    cov_ref = strict_coverage(reference, min_pre, target)
     kept = [c for c in cov_ref if c["kept"]]
     assert 0 < len(kept) < len(cov_ref)  # the parameters really split the alerts
     assert pq.read_table(run_dir / "outputs/coverage.parquet").to_pylist() == cov_ref
@@ -487,16 +486,7 @@ def test_scan_windows_only_kept_alerts(tmp_path, reference):
     )
     assert res.exit_code == 0, res.stderr
     got = scan_windows(tmp_path / "lake/runs/run_id=sw").collect()
-    cov = ref.coverage_rows(
-        reference["candles"],
-        reference["alerts"],
-        60,
-        PRE,
-        POST,
-        strict=True,
-        min_required_pre=9,
-        target_total=27,
-    )
+    cov = strict_coverage(reference, 9, 27)
     kept = {c["alert_id"] for c in cov if c["kept"]}
     assert set(got["alert_id"].to_list()) == kept
     counts = got.group_by("alert_id").len()

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import reference as ref
-from support.data import COVERAGE_COLUMNS, OHLCV, SLICE_COLUMNS
+from support.data import COVERAGE_COLUMNS, OHLCV, SLICE_COLUMNS, candle
 
 from lakeslice.spec import InputError, parse_interval
 from lakeslice.transforms import (
@@ -405,20 +405,7 @@ def test_window_pre52_post4948_at_1m():
     anchor = 1_704_067_200_000 + 17 * 60_000
     alert_ts = anchor + 42_123  # inside the anchor minute, off the boundary
     candles = slice_frame(
-        [
-            {
-                "mint": SOL,
-                "ts_ms": anchor + k * 60_000,
-                "ver": 0,
-                "open": 1.0,
-                "high": 1.0,
-                "low": 1.0,
-                "close": 1.0,
-                "volume": 1.0,
-                "source": "s",
-            }
-            for k in range(-60, 5000)
-        ],
+        [candle(SOL, anchor + k * 60_000) for k in range(-60, 5000)],
         60,
     )
     alerts = pl.DataFrame({"alert_id": ["a"], "mint": [SOL], "ts_ms": [alert_ts]})
@@ -452,20 +439,7 @@ def test_window_pre52_post4948_at_1m():
 
 def test_pre0_post0_is_the_anchor_candle_only():
     c = slice_frame(
-        [
-            {
-                "mint": "m",
-                "ts_ms": t,
-                "ver": 0,
-                "open": 1.0,
-                "high": 1.0,
-                "low": 1.0,
-                "close": 1.0,
-                "volume": float(t),
-                "source": "s",
-            }
-            for t in (-60_000, 0, 60_000)
-        ],
+        [candle("m", t, volume=float(t)) for t in (-60_000, 0, 60_000)],
         60,
     )
     a = pl.DataFrame({"alert_id": ["x", "y"], "mint": ["m", "m"], "ts_ms": [59_999, -1]})
@@ -488,19 +462,7 @@ def test_pre0_post0_is_the_anchor_candle_only():
 
 def test_coverage_insufficient_has_null_first_last():
     c = slice_frame(
-        [
-            {
-                "mint": "m",
-                "ts_ms": 0,
-                "ver": 0,
-                "open": 1.0,
-                "high": 1.0,
-                "low": 1.0,
-                "close": 1.0,
-                "volume": 1.0,
-                "source": "s",
-            }
-        ],
+        [candle("m", 0)],
         60,
     )
     a = pl.DataFrame({"alert_id": ["b", "a"], "mint": ["m", "other"], "ts_ms": [10 * 60_000, 0]})
@@ -523,19 +485,7 @@ def test_coverage_empty_candles():
 def test_alerts_without_ids_are_normalized():
     """Alerts given as mint + ts (ISO) get derived ids, as read_alerts would."""
     c = slice_frame(
-        [
-            {
-                "mint": "m",
-                "ts_ms": 60_000,
-                "ver": 0,
-                "open": 1.0,
-                "high": 1.0,
-                "low": 1.0,
-                "close": 1.0,
-                "volume": 1.0,
-                "source": "s",
-            }
-        ],
+        [candle("m", 60_000)],
         60,
     )
     a = pl.DataFrame({"token_address": ["m"], "ts": ["1970-01-01T00:01:30Z"]})
@@ -664,20 +614,7 @@ def test_merge_windows_pinned_touching_and_nested():
 
 def test_coverage_status_counts_slots_not_candles():
     """Two candles in one slot (off the interval grid) do not fill an empty slot (SPEC §4)."""
-    rows = [
-        {
-            "mint": "m",
-            "ts_ms": t,
-            "ver": 0,
-            "open": 1.0,
-            "high": 1.0,
-            "low": 1.0,
-            "close": 1.0,
-            "volume": 1.0,
-            "source": "s",
-        }
-        for t in (0, 30_000, 60_000)
-    ]
+    rows = [candle("m", t) for t in (0, 30_000, 60_000)]
     a = pl.DataFrame({"alert_id": ["a"], "mint": ["m"], "ts_ms": [0]})
     cov = coverage(slice_frame(rows, 60), a, interval="1m", window="pre0_post2").collect()
     # slots [0,60s) [60s,120s) [120s,180s): the last is empty
@@ -689,20 +626,7 @@ def test_coverage_status_counts_slots_not_candles():
 
 def test_coverage_slot_counts_are_per_mint():
     """A mint's filled slots never borrow candles of the mint sorted before it."""
-    rows = [
-        {
-            "mint": m,
-            "ts_ms": t,
-            "ver": 0,
-            "open": 1.0,
-            "high": 1.0,
-            "low": 1.0,
-            "close": 1.0,
-            "volume": 1.0,
-            "source": "s",
-        }
-        for m, t in (("a", 0), ("a", 60_000), ("b", 0))
-    ]
+    rows = [candle(m, t) for m, t in (("a", 0), ("a", 60_000), ("b", 0))]
     a = pl.DataFrame({"alert_id": ["x"], "mint": ["b"], "ts_ms": [0]})
     cov = coverage(slice_frame(rows, 60), a, interval="1m", window="pre0_post2").collect()
     assert cov.select("available_total", "status").row(0) == (1, "partial")

@@ -71,3 +71,20 @@ def quantbot_row(
         "volume": vol,
         "ver": ver,
     }
+
+
+def candle(
+    mint: str, ts_ms: int, *, px: float = 1.0, volume: float = 1.0, ver: int = 0, source: str = "s"
+) -> dict:
+    """One reference candle (the form of tests/support/reference.py): flat prices at ``px``."""
+    return {
+        "mint": mint,
+        "ts_ms": ts_ms,
+        "ver": ver,
+        "open": px,
+        "high": px,
+        "low": px,
+        "close": px,
+        "volume": volume,
+        "source": source,
+    }
