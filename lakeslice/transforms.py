@@ -76,14 +76,20 @@ _DEDUP_KEYS = ["ver", "volume", "close", "high", "low", "open"]
 
 
 def _sha1_buckets(mints: pl.Series) -> pl.Series:
-    return pl.Series(
-        [None if m is None else hashlib.sha1(m.encode("utf-8")).hexdigest()[:2] for m in mints.to_list()],
+    # One SHA-1 per distinct mint of the batch (Polars has no SHA-1), mapped back natively.
+    distinct = mints.unique()
+    buckets = pl.Series(
+        [None if m is None else hashlib.sha1(m.encode("utf-8")).hexdigest()[:2] for m in distinct.to_list()],
         dtype=pl.String,
     )
+    return mints.replace_strict(distinct, buckets, return_dtype=pl.String)
 
 
 def mint_bucket(expr: pl.Expr | str) -> pl.Expr:
     """First byte of SHA-1 over the mint's UTF-8 bytes, as two lowercase hex characters.
+
+    An elementwise Python function: filters and projections still pass through it. On a large
+    frame, prefer a table of the distinct mints joined in (as :func:`slice_windows` does).
 
     >>> pl.select(mint_bucket(pl.lit("So11111111111111111111111111111111111111112"))).item()
     '35'
@@ -91,12 +97,17 @@ def mint_bucket(expr: pl.Expr | str) -> pl.Expr:
     ['86', 'e9', '86']
     """
     mints = (pl.col(expr) if isinstance(expr, str) else expr).cast(pl.String)
-    # Polars has no SHA-1: Python hashes the distinct mints only (a small column), and a native
-    # replace maps them back to the rows.
-    distinct = mints.unique(maintain_order=True)  # twice below: the same order both times
-    return mints.replace_strict(
-        distinct, distinct.map_batches(_sha1_buckets, return_dtype=pl.String), return_dtype=pl.String
-    )
+    return mints.map_batches(_sha1_buckets, pl.String, is_elementwise=True)
+
+
+def bucket_table(mints: pl.LazyFrame) -> pl.LazyFrame:
+    """``mint, mint_bucket`` of the distinct values of the one-column frame ``mints``: hashed in a
+    small frame of its own, to be joined where rows are many.
+
+    >>> bucket_table(pl.LazyFrame({"mint": ["a", "a"]})).collect().rows()
+    [('a', '86')]
+    """
+    return mints.unique().with_columns(mint_bucket=mint_bucket(pl.first()))
 
 
 def floor_to_interval(expr: pl.Expr | str, interval: str | int) -> pl.Expr:
@@ -349,8 +360,12 @@ def slice_windows(
     >>> slice_windows(c, a, interval="1m", window="pre1_post0").collect().height
     2
     """
-    _, cands, interval_s = _prepared(candles, alerts, interval, window)
-    return to_slice_columns(cands, interval_s=interval_s).with_columns(mint_bucket=mint_bucket("mint"))
+    windows, cands, interval_s = _prepared(candles, alerts, interval, window)
+    # The bucket of each alert mint (few) joins the candles (many): no Python over their rows.
+    buckets = bucket_table(windows.select(pl.col("mint").cast(pl.String)))
+    return to_slice_columns(cands, interval_s=interval_s).join(
+        buckets, on="mint", how="left", maintain_order="left"
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from support.data import COVERAGE_COLUMNS, OHLCV, SLICE_COLUMNS, candle
 
 from lakeslice.spec import InputError, parse_interval
 from lakeslice.transforms import (
+    bucket_table,
     coverage,
     floor_to_interval,
     merge_windows,
@@ -672,3 +673,17 @@ def test_dedup_rule_key_order_close_before_high_before_low_before_open():
         60,
     )
     assert slice_windows(c, a, interval="1m", window="pre0_post0").collect()["volume"].item() == 0.0
+
+
+def test_slice_windows_lets_filters_reach_the_candles():
+    """Hashing mints never stands between a filter and the candle scan (no barrier in the plan)."""
+    c = slice_frame([candle("m", t) for t in (0, 60_000, 120_000)], 60)
+    a = pl.DataFrame({"alert_id": ["a"], "mint": ["m"], "ts_ms": [65_000]})
+    plan = slice_windows(c, a, interval="1m", window="pre1_post0").filter(pl.col("volume") > 0).explain()
+    assert plan.index('col("volume") > 0') > plan.index("JOIN"), plan
+
+
+def test_bucket_table_matches_hashlib():
+    mints = ["a", SOL, "é", "tab\there", "a"]
+    got = bucket_table(pl.LazyFrame({"mint": mints})).sort("mint").collect().rows()
+    assert got == sorted({(m, hashlib.sha1(m.encode()).hexdigest()[:2]) for m in mints})
