@@ -15,6 +15,7 @@ from .spec import InputError, Window, parse_interval, parse_window
 
 __all__ = [
     "mint_bucket",
+    "bucket_table",
     "floor_to_interval",
     "normalize_candles",
     "dedupe_candles",
