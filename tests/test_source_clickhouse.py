@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 from chserver import ClickHouseServer
 from conftest import load_candles
+from support import reference as ref
 from support.data import HOSTILE, quantbot_row
 
 from lakeslice.sources.base import CANDLE_SCHEMA, CandleRequest, quantbot_ddl
@@ -64,13 +65,10 @@ def reference(rows, ranges: pl.DataFrame, chain="solana", interval=60, with_ver=
     spans: dict[str, list[tuple[int, int]]] = {}
     for mint, lo, hi in ranges.iter_rows():
         spans.setdefault(mint, []).append((lo, hi))
-    want = Counter()
-    for r in rows:
-        ts_ms = r["timestamp"] * 1000
-        if r["chain"] != chain or r["interval_seconds"] != interval:
-            continue
-        if any(lo <= ts_ms < hi for lo, hi in spans.get(r["token_address"], ())):
-            want[_key(r["token_address"], ts_ms, r, r["ver"] if with_ver else 0)] += 1
+    want: Counter = Counter()
+    for c in ref.quantbot_candles(rows, chain=chain, interval_s=interval):
+        if any(lo <= c["ts_ms"] < hi for lo, hi in spans.get(c["mint"], ())):
+            want[_key(c["mint"], c["ts_ms"], c, c["ver"] if with_ver else 0)] += 1
     return want
 
 
