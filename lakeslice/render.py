@@ -80,7 +80,13 @@ def render_verify(reports: list[VerifyReport]) -> bool:
 
 
 def histogram(values: pl.Series, *, bins: int = 10, width: int = 40) -> list[str]:
-    """A small text histogram of integer values."""
+    """A small text histogram of integer values: one line per non-empty bin.
+
+    >>> for line in histogram(pl.Series([1, 1, 2, 9]), bins=3, width=4):
+    ...     print(line)
+           1–3        ████ 3
+           7–9        █ 1
+    """
     if values.len() == 0:
         return ["(no alerts)"]
     lo, hi = values.to_frame("v").select(lo=pl.col("v").min(), hi=pl.col("v").max()).row(0)

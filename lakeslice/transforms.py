@@ -149,6 +149,12 @@ def normalize_candles(
     ``mint, ts_ms, interval_s, open..volume, ver, source``.
 
     Rows of other chains or intervals are dropped when the frame says which they are.
+
+    >>> c = pl.DataFrame({"token_address": ["m", "m"], "chain": ["solana", "eth"],
+    ...     "timestamp": [60, 60], "interval_seconds": [60, 60],
+    ...     "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 2.0})
+    >>> normalize_candles(c, chain="solana").select("mint", "ts_ms", "ver", "source").collect().rows()
+    [('m', 60000, 0, 'frame')]
     """
     lf = candles.lazy()
     names = lf.collect_schema()
@@ -225,6 +231,11 @@ def dedupe_candles(candles: pl.LazyFrame) -> pl.LazyFrame:
 
     The choice depends on the rows' values only, never on their arrival order. Duplicates are
     rare, so only rows that share their key with a neighbour get the full tie-break sort.
+
+    >>> c = pl.LazyFrame({"mint": ["m", "m"], "ts_ms": [0, 0], "ver": [0, 0], "open": 1.0,
+    ...     "high": 1.0, "low": 1.0, "close": 1.0, "volume": [1.0, 2.0], "source": "s"})
+    >>> dedupe_candles(c).select("ts_ms", "volume").collect().rows()
+    [(0, 2.0)]
     """
     key = ["mint", "ts_ms"]
     ordered = _sorted_by_mint_ts(candles).with_row_index("_row")
@@ -302,6 +313,11 @@ def restrict_to_ranges(candles: pl.LazyFrame, ranges: FrameLike) -> pl.LazyFrame
 
     One as-of lookup per candle (the range starting at or before it), so the cost follows
     candles × log(ranges), not candles × alerts. Input must be sorted by ``(mint, ts_ms)``.
+
+    >>> c = pl.LazyFrame({"mint": ["m"] * 3, "ts_ms": [0, 60_000, 120_000]})
+    >>> r = pl.DataFrame({"mint": ["m"], "start_ms": [60_000], "end_ms": [120_000]})
+    >>> restrict_to_ranges(c, r).collect().rows()
+    [('m', 60000)]
     """
     ranges = ranges.lazy().select("mint", "start_ms", "end_ms").sort("mint", "start_ms")
     return (

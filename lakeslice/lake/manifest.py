@@ -159,7 +159,13 @@ def exporter() -> Exporter:
 
 
 def content_sha256(files: Iterable[FileEntry]) -> str:
-    """SHA-256 over the sorted ``"path sha256\\n"`` lines: the identity of the data."""
+    """SHA-256 over the sorted ``"path sha256\\n"`` lines: the identity of the data.
+
+    >>> from lakeslice.lake.writer import FileEntry
+    >>> a, b = FileEntry("a.parquet", 1, 10, "aa"), FileEntry("b.parquet", 2, 20, "bb")
+    >>> content_sha256([a, b]) == content_sha256([b, a])
+    True
+    """
     lines = sorted(f"{f.path} {f.sha256}\n" for f in files)
     return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
 
