@@ -267,7 +267,7 @@ def test_fixture_has_the_edges():
     assert any(c.isalpha() for c in "".join(ref.bucket(m) for m in MINTS))
 
 
-def test_multi_day_corpus_equals_source_row_byquantbot_row(world):
+def test_multi_day_corpus_equals_source_row_by_row(world):
     res = json.loads(ok(world["procs"]["main"]).stdout)
     want = expected(world["rows"])
     assert [d["date"] for d in res["days"]] == [d.isoformat() for d in DAYS]
