@@ -26,9 +26,10 @@ import pytest
 from conftest import load_candles
 from support import reference as ref
 from support.cli import EPOCH, export_args, ok, run_chains, run_cli
-from support.data import HOSTILE, OHLCV, SLICE_COLUMNS, quantbot_row
+from support.data import HOSTILE, OHLCV, SLICE_COLUMNS, quantbot_row, typed_shape_problems
 
 import lakeslice
+from lakeslice.lake.manifest import DaySeal
 
 DB = "corpus"
 D0 = dt.date(2023, 12, 31)  # before --from
@@ -298,6 +299,7 @@ def test_seals_outside_the_data_tree(world):
         assert seal["source_snapshot"]["kind"] == "clickhouse"
         assert seal["source_snapshot"]["table"] == "ohlcv_candles"
         assert seal["content_sha256"] and seal["date"] == day.isoformat()
+        assert typed_shape_problems(seal, DaySeal) == []  # the typed seal is the seal on disk
 
 
 def test_verify_and_show(world):

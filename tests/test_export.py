@@ -30,8 +30,11 @@ from support.data import (
     RESULT_KEYS,
     SLICE_COLUMNS,
     quantbot_row,
+    typed_shape_problems,
 )
 from support.runs import all_run_rows, file_rows, sha256_of, slice_files, staging_leftovers
+
+from lakeslice.lake.manifest import Manifest
 
 LABEL = "parquet:candles.parquet"
 
@@ -167,6 +170,7 @@ def test_golden_manifest(golden, reference):
     for leak in (str(golden["root"]), str(golden["root"].parent), str(REPO), str(run_dir)):
         assert leak not in text
     assert m["lake_version"] == "v1"
+    assert typed_shape_problems(m, Manifest) == []  # the typed manifest is the manifest on disk
     assert m["run_id"] == "golden"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", m["created_at"])
     assert m["exporter"]["name"] == "lakeslice"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+import typing
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -88,3 +90,28 @@ def candle(
         "volume": volume,
         "source": source,
     }
+
+
+def typed_shape_problems(value: object, tp: object, where: str = "$") -> list[str]:
+    """Where a JSON value departs from a TypedDict (exactly its keys, recursively) or a type."""
+    if typing.is_typeddict(tp):
+        if not isinstance(value, dict):
+            return [f"{where}: {type(value).__name__}, expected an object"]
+        hints = typing.get_type_hints(tp)
+        odd = sorted(set(value) ^ set(hints))
+        problems = [f"{where}: keys {odd} differ"] if odd else []
+        for key in set(value) & set(hints):
+            problems += typed_shape_problems(value[key], hints[key], f"{where}.{key}")
+        return problems
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is list:
+        items = value if isinstance(value, list) else [None]
+        return [p for i, v in enumerate(items) for p in typed_shape_problems(v, args[0], f"{where}[{i}]")]
+    if origin is typing.Literal:
+        return [] if value in args else [f"{where}: {value!r} not in {args}"]
+    if origin in (typing.Union, types.UnionType):
+        fits = any(not typed_shape_problems(value, a, where) for a in args)
+        return [] if fits else [f"{where}: {value!r} fits none of {args}"]
+    expected = {float: (int, float), type(None): type(None)}.get(tp, origin or tp)  # type: ignore[call-overload]
+    fits = isinstance(value, expected) and not (isinstance(value, bool) and tp in (int, float))
+    return [] if fits else [f"{where}: {value!r}, expected {tp}"]
