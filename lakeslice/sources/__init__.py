@@ -20,6 +20,7 @@ def open_source(url: str | None, *, table: str = "ohlcv_candles", data_root: str
     'parquet:candles.parquet'
     """
     url = url or os.environ.get("LAKESLICE_SOURCE") or f"chdb://{Path(data_root) / 'chdb'}"
+    # Each scheme imports its module here: a run pays only for its own driver (chdb is heavy).
     if url.startswith(("clickhouse://", "clickhouses://")):
         from .clickhouse import ClickHouseSource
 
