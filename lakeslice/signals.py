@@ -15,6 +15,7 @@ import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 
 __all__ = ["Interrupted", "install", "deferred", "STOP_SIGNALS"]
 
@@ -38,18 +39,26 @@ class Interrupted(BaseException):
         super().__init__(f"interrupted by {name} {done}")
 
 
-_state = {"installed": False, "defer": 0, "pending": None, "seen": 0}
+class _State:
+    """What the handler knows: signals seen, seals in progress, a signal held for them."""
+
+    seen = 0
+    defer = 0
+    pending: str | None = None
 
 
-def _handler(signum: int, _frame) -> None:
+_state = _State()
+
+
+def _handler(signum: int, _frame: FrameType | None) -> None:
     name = signal.Signals(signum).name
-    _state["seen"] += 1
-    if _state["seen"] >= 3:  # the user insists: no more cleanup
+    _state.seen += 1
+    if _state.seen >= 3:  # the user insists: no more cleanup
         os._exit(EXIT_STATUS)
-    if _state["seen"] > 1:
+    if _state.seen > 1:
         return  # already stopping: let the cleanup finish
-    if _state["defer"]:
-        _state["pending"] = name
+    if _state.defer:
+        _state.pending = name
         return
     raise Interrupted(name)
 
@@ -58,7 +67,7 @@ def install() -> None:
     """Route SIGINT, SIGTERM and SIGHUP to :class:`Interrupted` (main thread only)."""
     for sig in STOP_SIGNALS:
         signal.signal(sig, _handler)
-    _state.update(installed=True, defer=0, pending=None, seen=0)
+    _state.seen, _state.defer, _state.pending = 0, 0, None
 
 
 @contextmanager
@@ -68,12 +77,12 @@ def deferred() -> Iterator[None]:
     >>> with deferred():
     ...     pass
     """
-    _state["defer"] += 1
+    _state.defer += 1
     try:
         yield
     finally:
-        _state["defer"] -= 1
-    pending = _state["pending"]
-    if pending and not _state["defer"]:
-        _state["pending"] = None
+        _state.defer -= 1
+    pending = _state.pending
+    if pending and not _state.defer:
+        _state.pending = None
         raise Interrupted(pending, sealed=True)

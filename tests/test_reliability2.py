@@ -19,24 +19,17 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-import test_reliability
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_reliability import (
-    assert_one_line_failure,
-    manifests_under,
-    popen_cli,
-    run_cli,
-    run_dir,
-)
+from support.cli import popen_cli, run_cli
+from support.data import OHLCV
+from test_reliability import PASSWORD, assert_one_line_failure, manifests_under, run_dir
 
 from lakeslice import coverage, export_run_slices, scan_run, slice_windows
 from lakeslice.sources.embedded import seed_chdb
 from lakeslice.transforms import dedupe_candles, normalize_candles
 
 T0 = 1_704_067_200  # 2024-01-01, epoch seconds
-OHLCV = ("open", "high", "low", "close", "volume")
-dedicated_server = test_reliability.dedicated_server  # a server of the test's own: it gets stopped
 
 
 def candle(mint, ts_s, *, chain="solana", close=1.0, volume=1.0, ver=None, interval=60) -> dict:
@@ -253,7 +246,7 @@ def test_alert_times_outside_the_supported_range_exit_2(tmp_path, column, value)
     pl.DataFrame([candle("m", T0)]).with_columns(pl.from_epoch("timestamp", time_unit="s")).write_parquet(
         candles
     )
-    proc = run_cli(export_argv(alerts, f"parquet://{candles}", tmp_path / "data"))
+    proc = run_cli(*export_argv(alerts, f"parquet://{candles}", tmp_path / "data"))
     assert_one_line_failure(proc, 2, "a.csv", repr(column), "1900-01-01", "2262-04-10")
     assert manifests_under(tmp_path) == []
 
@@ -307,7 +300,7 @@ def test_bad_options_are_input_errors_naming_the_option(tmp_path, extra, needles
         window=extra.get("window", "pre2_post2"),
         interval=extra.get("interval", "1m"),
     )
-    assert_one_line_failure(run_cli(argv), 2, *needles)
+    assert_one_line_failure(run_cli(*argv), 2, *needles)
     assert manifests_under(tmp_path) == []
 
 
@@ -333,7 +326,7 @@ def test_uint64_price_above_2_53_names_host_table_column(clickhouse_server, tmp_
         client.disconnect()
     alerts = write_alerts(tmp_path / "a.csv", [("m", T0 * 1000)])
     argv = export_argv(alerts, clickhouse_server.url("rel2"), tmp_path / "data", "--table", "wide")
-    proc = run_cli(argv)
+    proc = run_cli(*argv)
     line = assert_one_line_failure(
         proc, 1, f"{clickhouse_server.host}:{clickhouse_server.port}", "rel2.wide", "volume", str(2**53 + 1)
     )
@@ -365,7 +358,7 @@ def test_a_server_that_stops_answering_times_out_naming_the_timeout(dedicated_se
     server.proc.send_signal(signal.SIGSTOP)
     try:
         started = time.monotonic()
-        proc = run_cli(argv, timeout=90)
+        proc = run_cli(*argv, timeout=90)
         elapsed = time.monotonic() - started
     finally:
         server.proc.send_signal(signal.SIGCONT)
@@ -381,7 +374,7 @@ def test_retries_back_off_long_enough_to_ride_out_a_server_restart(dedicated_ser
     url = _loaded(server) + "?retries=6&retry_wait=0.5"
     data = tmp_path / "data"
     server.stop()
-    proc = popen_cli(["-v", *export_argv(_alerts(tmp_path), url, data, "--table", "c", "--format", "json")])
+    proc = popen_cli("-v", *export_argv(_alerts(tmp_path), url, data, "--table", "c", "--format", "json"))
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
     reader.start()
@@ -414,7 +407,7 @@ def test_stop_signals_exit_130_with_one_line_and_no_run(dedicated_server, tmp_pa
     argv = export_argv(_alerts(tmp_path), url, data, "--table", "c", "--format", fmt)
     server.proc.send_signal(signal.SIGSTOP)  # the export hangs in its fetch
     try:
-        proc = popen_cli(argv)
+        proc = popen_cli(*argv)
         deadline = time.monotonic() + 30
         while not _staging_entries(data) and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
@@ -485,7 +478,7 @@ def _reseal(run: Path, edit) -> None:
 
 
 def _verify(path: Path) -> subprocess.CompletedProcess:
-    return run_cli(["verify", path])
+    return run_cli("verify", path)
 
 
 def _first_part(manifest_files: list[dict]) -> dict:
@@ -637,16 +630,18 @@ def test_a_chain_the_source_does_not_hold_is_exit_2_listing_what_it_holds(kind, 
     source = _held_source(kind, clickhouse_server, tmp_path)
     alerts = write_alerts(tmp_path / "a.csv", [("m", (T0 + 60) * 1000)])
     argv = export_argv(alerts, source, tmp_path / "data", "--table", "held", "--chain", "solanna")
-    assert_one_line_failure(run_cli(argv), 2, "'solanna'", "1m", "solana 1m (4 rows)", "ethereum 5m (2 rows)")
+    assert_one_line_failure(
+        run_cli(*argv), 2, "'solanna'", "1m", "solana 1m (4 rows)", "ethereum 5m (2 rows)"
+    )
     argv = export_argv(alerts, source, tmp_path / "data", "--table", "held", interval="1h")
-    assert_one_line_failure(run_cli(argv), 2, "'solana'", "1h", "solana 1m (4 rows)")
+    assert_one_line_failure(run_cli(*argv), 2, "'solana'", "1h", "solana 1m (4 rows)")
     assert manifests_under(tmp_path / "data") == []
 
 
 def test_windows_that_miss_the_candles_of_a_held_chain_still_seal(tmp_path):
     source = _held_source("parquet", None, tmp_path)
     alerts = write_alerts(tmp_path / "a.csv", [("m", (T0 + 86_400) * 1000)])  # a day later
-    proc = run_cli(export_argv(alerts, source, tmp_path / "data", "--format", "json"))
+    proc = run_cli(*export_argv(alerts, source, tmp_path / "data", "--format", "json"))
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["manifest"]["coverage"]["insufficient"] == 1
 
@@ -672,7 +667,6 @@ def test_corpus_source_names_its_chains_and_intervals(tmp_path):
 
 def test_password_file_from_the_environment_authenticates(clickhouse_server, tmp_path):
     from conftest import load_candles
-    from test_reliability import PASSWORD, clean_env
 
     if not hasattr(clickhouse_server, "proc"):
         pytest.skip("an external server has its own users")
@@ -681,9 +675,9 @@ def test_password_file_from_the_environment_authenticates(clickhouse_server, tmp
     secret.write_text(PASSWORD + "\n")
     alerts = write_alerts(tmp_path / "a.csv", [("m", (T0 + 60) * 1000)])
     argv = export_argv(alerts, clickhouse_server.url("rel2", "lake"), tmp_path / "data", "--table", "pwfile")
-    ok = run_cli(argv, env=clean_env(LAKESLICE_CLICKHOUSE_PASSWORD_FILE=str(secret)))
+    ok = run_cli(*argv, env={"LAKESLICE_CLICKHOUSE_PASSWORD_FILE": str(secret)})
     assert ok.returncode == 0, ok.stderr
-    missing = run_cli(argv, env=clean_env(LAKESLICE_CLICKHOUSE_PASSWORD_FILE=str(tmp_path / "nope")))
+    missing = run_cli(*argv, env={"LAKESLICE_CLICKHOUSE_PASSWORD_FILE": str(tmp_path / "nope")})
     assert_one_line_failure(missing, 2, "LAKESLICE_CLICKHOUSE_PASSWORD_FILE", "nope")
 
 

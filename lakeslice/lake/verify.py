@@ -15,12 +15,14 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pyarrow.parquet as pq
 
-from ..spec import LakesliceError
+from ..errors import LakesliceError
+from .commit import next_seal
 from .layout import MANIFEST, day_seal
-from .manifest import content_sha256, read_manifest
+from .manifest import Sealed, content_sha256, read_seal
 from .writer import FileEntry
 
 __all__ = [
@@ -124,7 +126,9 @@ def manifest_problems(manifest: object, *, seal_name: str = MANIFEST) -> list[st
 def _walk(root: Path) -> tuple[list[str], list[str], list[str]]:
     """Relative paths of regular files, symbolic links and empty directories under ``root``,
     without following links."""
-    files, links, empty = [], [], []
+    files: list[str] = []
+    links: list[str] = []
+    empty: list[str] = []
     for top, dirs, names in os.walk(root, followlinks=False):
         rel = Path(top).relative_to(root)
         for d in dirs:
@@ -142,9 +146,22 @@ def verify_dir(run_dir: str | Path, *, seal: Path | None = None) -> VerifyReport
     """Check a sealed directory against its seal (``manifest.json`` inside, or ``seal``).
 
     Raises RunError when the directory is missing or unsealed, or the seal is not JSON.
+
+    >>> import tempfile, lakeslice as ls
+    >>> run = ls.export_run_slices("fixtures/alerts.csv", interval="1m", window="pre5_post10",
+    ...                            source="parquet://fixtures/candles.parquet",
+    ...                            data_root=tempfile.mkdtemp(), run_id="doc").run_dir
+    >>> report = verify_dir(run)
+    >>> report.ok, report.files, report.rows
+    (True, 6, 91)
+    >>> (run / "outputs" / "stray.parquet").write_bytes(b"x")
+    1
+    >>> (run / "outputs" / "empty").mkdir()
+    >>> verify_dir(run).problems
+    ['outputs/stray.parquet: not listed in the seal', 'outputs/empty/: empty directory']
     """
     run_dir = Path(run_dir)
-    manifest = read_manifest(run_dir, seal=seal)
+    manifest: Sealed = read_seal(run_dir, seal=seal)
     seal_name = Path(seal).name if seal is not None else MANIFEST
     report = VerifyReport(run_dir)
     report.problems += manifest_problems(manifest, seal_name=seal_name)
@@ -164,7 +181,7 @@ def verify_dir(run_dir: str | Path, *, seal: Path | None = None) -> VerifyReport
     report.problems += [f"{p}/: empty directory" for p in empty]
     if manifest["content_sha256"] != content_sha256(entries):
         report.problems.append(f"{seal_name}: content_sha256 does not match its files")
-    report.problems += _summary_problems(run_dir, manifest, entries, seal_name)
+    report.problems += _summary_problems(run_dir, dict(manifest), entries, seal_name)
     return report
 
 
@@ -191,7 +208,9 @@ def _check(run_dir: Path, entry: FileEntry, present: set[str]) -> list[str]:
     return out
 
 
-def _summary_problems(run_dir: Path, manifest: dict, entries: list[FileEntry], seal_name: str) -> list[str]:
+def _summary_problems(
+    run_dir: Path, manifest: dict[str, Any], entries: list[FileEntry], seal_name: str
+) -> list[str]:
     """The seal's totals against its own file list (and a run's coverage file)."""
     if manifest.get("kind") == "corpus_day":
         return _totals(
@@ -255,22 +274,21 @@ def _coverage_problems(path: Path, cov: dict, where: str) -> list[str]:
 
 def verify_day(day: Path) -> VerifyReport:
     """A corpus day against its seal; after a crash mid-publish, the pending seal may hold."""
-    from .commit import next_seal
-
     seal = day_seal(day)
     candidates = [p for p in (seal, next_seal(seal)) if p.is_file()]
     if not candidates:
         return VerifyReport(day, problems=[f"{day.name}: unsealed (no {seal.name})"])
-    reports = [_guarded(day, lambda p=p: verify_dir(day, seal=p)) for p in candidates]
+    reports = [_guarded(day, seal=p) for p in candidates]
     return next((r for r in reports if r.ok), reports[0])
 
 
-def _guarded(where: Path, check) -> VerifyReport:
-    """One unreadable seal is one problem of its own directory, not the end of the walk."""
+def _guarded(run_dir: Path, *, seal: Path | None = None) -> VerifyReport:
+    """:func:`verify_dir`, but an unsealed directory or unreadable seal is one problem of its
+    own directory, not the end of the walk."""
     try:
-        return check()
+        return verify_dir(run_dir, seal=seal)
     except LakesliceError as exc:
-        return VerifyReport(where, problems=[str(exc)])
+        return VerifyReport(run_dir, problems=[str(exc)])
 
 
 def verify_path(path: str | Path) -> list[VerifyReport]:
@@ -286,7 +304,7 @@ def verify_path(path: str | Path) -> list[VerifyReport]:
     orphans = _orphan_seals(path, days)
     if not runs and not days and not orphans:
         return [verify_dir(path)]  # raises: unsealed run directory
-    reports = [_guarded(r, lambda r=r: verify_dir(r)) for r in runs]
+    reports = [_guarded(r) for r in runs]
     reports += [verify_day(d) for d in days]
     reports += [
         VerifyReport(s, problems=[f"{s.name}: seal of a day whose directory is missing"]) for s in orphans
@@ -302,8 +320,6 @@ def _dirs(root: Path, pattern: str) -> list[Path]:
 def _orphan_seals(root: Path, days: list[Path]) -> list[Path]:
     """Day seals (and pending ``.next`` seals) under ``root`` or beside its days' seals that
     match no day directory."""
-    from .commit import next_seal
-
     claimed = {p for d in days for p in (day_seal(d), next_seal(day_seal(d)))}
     places = {day_seal(d).parent for d in days} | {day_seal(root / "date=0000-00-00").parent}
     places |= {p for p in root.rglob("_seals") if p.is_dir()}

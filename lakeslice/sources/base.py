@@ -12,13 +12,53 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Protocol, TypedDict, TypeVar
 
 import polars as pl
 import pyarrow as pa
 
+from ..errors import InputError, retryable
+
 log = logging.getLogger("lakeslice")
 T = TypeVar("T")
+
+#: The QuantBot ``ohlcv_candles`` columns a SQL source table must have (SPEC §2).
+QUANTBOT_COLUMNS = (
+    "token_address",
+    "chain",
+    "timestamp",
+    "interval_seconds",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+)
+
+
+def quantbot_ddl(
+    target: str,
+    *,
+    timestamp_type: str = "DateTime",
+    order_by: str = "(token_address, interval_seconds, timestamp)",
+    with_ver: bool = False,
+) -> str:
+    """``CREATE TABLE`` of the QuantBot candle table at ``target`` (ClickHouse and chdb).
+
+    Every argument is trusted DDL text (a quoted name, a type, an ``ORDER BY``), never user data.
+
+    >>> print(quantbot_ddl("`db`.`t`", timestamp_type="DateTime64(3)", with_ver=True))
+    CREATE TABLE IF NOT EXISTS `db`.`t` (token_address String, chain String, timestamp DateTime64(3),
+    interval_seconds UInt32, open Float64, high Float64, low Float64, close Float64, volume Float64,
+    ver UInt64) ENGINE = MergeTree() ORDER BY (token_address, interval_seconds, timestamp)
+    """
+    ver = ", ver UInt64" if with_ver else ""
+    return (
+        f"CREATE TABLE IF NOT EXISTS {target} (token_address String, chain String,"
+        f" timestamp {timestamp_type}, interval_seconds UInt32, open Float64, high Float64,"
+        f" low Float64, close Float64, volume Float64{ver}) ENGINE = MergeTree() ORDER BY {order_by}"
+    )
+
 
 # Columns a source yields. ``ver`` is the optional version column (ReplacingMergeTree's `ver`)
 # as UInt64 in the column's own order (signed types shifted by 2^63); sources without one
@@ -58,13 +98,22 @@ class CandleRequest:
     end_ms: int | None = None
 
 
+class SourceInfo(TypedDict):
+    """What a source says about itself in a seal; never a secret (``host`` null for files)."""
+
+    kind: str
+    host: str | None
+    database: str | None
+    table: str
+
+
 class Source(Protocol):
     """A place candles come from."""
 
     #: Value of the ``source`` column, e.g. ``clickhouse:db.ohlcv_candles``; never a secret.
     label: str
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> SourceInfo:
         """``{kind, host, database, table}`` for the manifest (export adds chain, as_of); no secrets."""
         ...
 
@@ -113,7 +162,7 @@ def with_retries(call: Callable[[], T], *, retry: Retry, what: str) -> T:
         try:
             return call()
         except Exception as exc:
-            if not getattr(exc, "retryable", False):
+            if not retryable(exc):
                 raise
             if wait is None:
                 if not waits:
@@ -131,7 +180,7 @@ def nothing_to_fetch(src: Source, *, chain: str, interval_s: int) -> None:
     Returns quietly when the chain and interval are there (the alerts' windows just hold no
     candle) or the source cannot say.
     """
-    from ..spec import InputError, format_interval
+    from ..spec import format_interval
 
     if not hasattr(src, "holdings"):
         return

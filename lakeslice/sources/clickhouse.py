@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Iterator
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
 import pyarrow as pa
 
-from lakeslice.sources.base import Retry
+from lakeslice.errors import InputError, RunError, one_line, redact, split_credentials
+from lakeslice.sources.base import Retry, SourceInfo
 from lakeslice.sources.sql import (
     PARAMS_STRUCTURE,
     PARAMS_TABLE,
@@ -35,7 +35,6 @@ from lakeslice.sources.sql import (
     check_identifier,
     table_info,
 )
-from lakeslice.spec import InputError, RunError
 
 __all__ = ["ClickHouseSource", "SourceConnectionError", "parse_url"]
 
@@ -84,9 +83,10 @@ def parse_url(url: str) -> dict:
     >>> parse_url("clickhouse://h/db?receive_timeout=5")["send_receive_timeout"]
     5.0
     """
-    shown = _redact_url(url)
+    cred = split_credentials(url)  # a password may hold "/" or "@": split it off first
+    shown = cred.location
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(cred.location)
         port = parts.port
         host = parts.hostname
     except ValueError as exc:  # e.g. "Invalid IPv6 URL", a port out of range
@@ -108,8 +108,8 @@ def parse_url(url: str) -> dict:
         "host": host,
         "port": port or (9440 if secure else 9000),
         "database": database,
-        "user": unquote(parts.username) if parts.username else None,
-        "password": unquote(parts.password) if parts.password is not None else None,
+        "user": cred.user,
+        "password": cred.password,
         "secure": secure,
         "verify": opts["verify"].lower() not in ("0", "false", "no"),
         "compression": opts["compression"] or False,
@@ -138,10 +138,6 @@ def _count(opts: dict, name: str, shown: str) -> int:
     if not text.isdigit() or int(text) > 20:
         raise InputError(f"source {shown!r}: URL option {name}={text!r}: expected 0 to 20")
     return int(text)
-
-
-def _redact_url(url: str) -> str:
-    return re.sub(r"//([^/@]*)@", "//***@", url)
 
 
 class ClickHouseSource(SqlCandleSource):
@@ -191,7 +187,7 @@ class ClickHouseSource(SqlCandleSource):
     def where(self) -> str:
         return f"ClickHouse {self.host}:{self.port} {self.database}.{self.table}"
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> SourceInfo:
         return {
             "kind": self.kind,
             "host": f"{self.host}:{self.port}",
@@ -240,7 +236,7 @@ class ClickHouseSource(SqlCandleSource):
                     columnar=True,
                 )
             except Exception as exc:
-                raise self._error(exc, "cannot read the table schema") from None
+                raise self._error(exc, "cannot read the table schema") from exc
             columns = dict(zip(rows[0], rows[1], strict=True)) if rows else {}
             self._info = table_info(columns, self.where, version)
         return self._info
@@ -261,7 +257,7 @@ class ClickHouseSource(SqlCandleSource):
         except GeneratorExit:
             raise
         except Exception as exc:
-            raise self._error(exc, "query failed") from None
+            raise self._error(exc, "query failed") from exc
         finally:
             if not finished and self._client is not None:
                 # Abandoned or broken stream: drop the connection rather than drain it.
@@ -284,7 +280,7 @@ class ClickHouseSource(SqlCandleSource):
         from clickhouse_driver import errors
 
         code = getattr(exc, "code", None)
-        text = self._scrub(_first_sentence(getattr(exc, "message", None) or str(exc)))
+        text = redact(one_line(exc).rstrip(". "), secrets=[self._password])
         if isinstance(exc, errors.ServerException):
             if code in _AUTH_CODES:
                 user = self.user
@@ -310,13 +306,6 @@ class ClickHouseSource(SqlCandleSource):
             said = f"no answer while connecting (connect_timeout={kw['connect_timeout']:g}s, {receive})"
         return said + "; change with the URL options ?connect_timeout=SECONDS&receive_timeout=SECONDS"
 
-    def _scrub(self, text: str) -> str:
-        pw = self._password
-        if pw:
-            for form in {pw, _quote(pw)}:
-                text = text.replace(form, "***")
-        return text
-
 
 def _password_from_environment() -> str:
     """``LAKESLICE_CLICKHOUSE_PASSWORD``, else the first line of the file named by
@@ -332,16 +321,3 @@ def _password_from_environment() -> str:
         why = getattr(exc, "strerror", None) or type(exc).__name__
         raise InputError(f"LAKESLICE_CLICKHOUSE_PASSWORD_FILE={path}: cannot read ({why})") from None
     return text.splitlines()[0] if text else ""
-
-
-def _quote(text: str) -> str:
-    from urllib.parse import quote
-
-    return quote(text, safe="")
-
-
-def _first_sentence(text: str) -> str:
-    """One line: 18.16 appends a stack trace, the driver adds line breaks."""
-    text = text.split("Stack trace")[0]
-    text = " ".join(text.split())
-    return text[:400].rstrip(". ")

@@ -26,8 +26,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from lakeslice.sources.base import CANDLE_SCHEMA, HOLDINGS_SCHEMA, CandleRequest
-from lakeslice.spec import InputError, RunError
+from lakeslice.errors import InputError, RunError
+from lakeslice.sources.base import CANDLE_SCHEMA, HOLDINGS_SCHEMA, QUANTBOT_COLUMNS, CandleRequest
 
 __all__ = [
     "SqlCandleSource",
@@ -42,17 +42,7 @@ __all__ = [
     "RANGES_STRUCTURE",
 ]
 
-REQUIRED_COLUMNS = (
-    "token_address",
-    "chain",
-    "timestamp",
-    "interval_seconds",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-)
+REQUIRED_COLUMNS = QUANTBOT_COLUMNS
 OHLCV = ("open", "high", "low", "close", "volume")
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # "No bound": the DateTime64 range (1900-01-01 .. 2300-01-01), so fromUnixTimestamp64Milli never
