@@ -112,7 +112,7 @@ def test_redact_known_secrets_anywhere(monkeypatch):
 
 
 def _down_url(password: str) -> str:
-    return f"clickhouse://lake:{password}@127.0.0.1:{free_port()}/quant"
+    return f"clickhouse://lake:{password}@127.0.0.1:{free_port()}/quant?retries=0"  # nobody listens
 
 
 @pytest.mark.parametrize("fmt", ["json", "table"])

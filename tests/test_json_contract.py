@@ -68,7 +68,7 @@ WRONG_TYPES = {
     "bool-as-string": {"strict_coverage": "yes"},
 }
 PORT = free_port()  # nothing listens there
-DOWN_URL = f"clickhouse://lake:hunter2-secret@127.0.0.1:{PORT}/quantbot"
+DOWN_URL = f"clickhouse://lake:hunter2-secret@127.0.0.1:{PORT}/quantbot?retries=0"
 
 
 def jobs(base: Path) -> list[list[tuple[str, list, str | None]]]:

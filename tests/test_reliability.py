@@ -246,7 +246,7 @@ BAD_INPUT = [
     # runtime failures against the real server: exit 1, the line names host and table
     (
         "server-unreachable",
-        lambda c: c.args(source=c.ch_url(port=c.__dict__.setdefault("port", free_port()))),
+        lambda c: c.args(source=c.ch_url(port=c.__dict__.setdefault("port", free_port())) + "?retries=0"),
         1,
         lambda c: [f"127.0.0.1:{c.port}", "ohlcv_candles"],
     ),

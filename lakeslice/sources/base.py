@@ -167,7 +167,7 @@ def with_retries(call: Callable[[], T], *, retry: Retry, what: str) -> T:
             if wait is None:
                 if not waits:
                     raise
-                raise type(exc)(f"{exc} (gave up after {len(waits)} retries over {sum(waits):g}s)") from None
+                raise type(exc)(f"{exc} (gave up after {len(waits)} retries over {sum(waits):g}s)") from exc
             log.info("%s: %s; retry %d of %d in %gs", what, exc, attempt + 1, len(waits), wait)
             time.sleep(wait)
     raise AssertionError("unreachable")
