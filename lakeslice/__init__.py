@@ -14,9 +14,10 @@ from importlib import resources
 
 from .alerts import normalize_alerts, read_alerts
 from .export import ExportResult, export_run_slices
-from .lake.read import scan_coverage, scan_run, scan_windows
+from .lake.read import scan_coverage, scan_run
 from .lake.verify import verify_dir
 from .spec import InputError, LakesliceError, RunError, Window, parse_interval, parse_window
+from .study import event_profile, event_returns, scan_windows
 from .transforms import (
     coverage,
     floor_to_interval,
@@ -57,6 +58,8 @@ __all__ = [
     "scan_run",
     "scan_windows",
     "scan_coverage",
+    "event_returns",
+    "event_profile",
     "verify_dir",
     "json_schema",
     "LakesliceError",
