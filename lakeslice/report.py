@@ -40,8 +40,8 @@ INSTALL_HINT = "pip install 'lakeslice[report]'"
 MB = 1024 * 1024
 # Above this many distinct (pre, post) pairs the scatter is binned so the page stays small.
 MAX_SCATTER_POINTS = 2_500
-# Counts are whole numbers: no 0.5 ticks.
-COUNT_AXIS = {"format": "d", "tickMinStep": 1}
+# Counts are whole numbers: label only whole ticks (Vega may still place ticks at 0.5).
+COUNT_AXIS = {"labelExpr": "datum.value % 1 ? '' : format(datum.value, ',d')", "tickMinStep": 1}
 STATUS_COLORS = {"complete": "#54a24b", "partial": "#f58518", "insufficient": "#e45756"}
 
 
@@ -199,6 +199,7 @@ def _total_chart(alt, cov: pl.DataFrame, *, slots: int):
         .encode(
             x=alt.X(
                 "lo:Q",
+                bin="binned",  # pre-binned: vertical bars from lo to hi, not ranged ticks
                 title="candles in the window (available_total)",
                 scale=alt.Scale(domain=[0, slots + step]),
             ),
@@ -239,11 +240,20 @@ def _pre_post_chart(alt, cov: pl.DataFrame, *, pre: int, post: int):
                 title=f"available_post (of {post + 1})",
                 scale=alt.Scale(domain=[0, post + 1]),
             ),
-            size=alt.Size("alerts:Q", title="alerts", legend=alt.Legend(format="d", tickMinStep=1)),
+            size=alt.Size(
+                "alerts:Q", title="alerts", legend=alt.Legend(values=_legend_counts(pairs["alerts"]))
+            ),
             tooltip=["available_pre:Q", "available_post:Q", "alerts:Q"],
         )
     )
     return points.properties(title="Candles before vs from the anchor", width=300, height=260)
+
+
+def _legend_counts(counts: pl.Series) -> list[int]:
+    """At most five whole counts spread over the data, for a size legend without 0.5s."""
+    distinct = counts.unique().sort()
+    picks = pl.int_range(0, 5, eager=True) * max(distinct.len() - 1, 0) // 4
+    return distinct.gather(picks.unique().sort()).to_list()
 
 
 def _bucket_chart(alt, files: pl.DataFrame):

@@ -172,15 +172,27 @@ def event_profile(
     keys = [] if by is None else ([by] if isinstance(by, str) else list(by))
     lf = returns.lazy()
     _require(lf, ("alert_id", "k", "ret", "base_price", *keys), what="returns")
-    r = pl.col("ret")
+    # Each group's returns are gathered into a list and sorted before any sum: the optimizer
+    # may drop a sort ahead of a group_by and threads deliver rows in any order, and a float
+    # sum depends on its order. Sorted lists give the same bits from the same returns.
+    v = pl.col("_values")
     stats = (
         lf.group_by(*keys, "k")
-        .agg(
-            n=r.count().cast(pl.Int64),
-            mean=r.mean(),
-            median=r.median(),
-            std=r.std(),
-            **{f"q{round(q * 100):02d}": r.quantile(q, interpolation="linear") for q in QUANTILES},
+        .agg(_values=pl.col("ret").drop_nulls())
+        .with_columns(v.list.sort())
+        .select(
+            *keys,
+            "k",
+            n=v.list.len().cast(pl.Int64),
+            mean=v.list.mean(),
+            median=v.list.median(),
+            std=v.list.std(),
+            **{
+                f"q{round(q * 100):02d}": v.list.eval(
+                    pl.element().quantile(q, interpolation="linear")
+                ).list.first()
+                for q in QUANTILES
+            },
         )
         .with_columns(se=pl.col("std") / pl.col("n").cast(pl.Float64).sqrt())
     )

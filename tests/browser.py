@@ -64,7 +64,9 @@ class Browser:
         while time.monotonic() < deadline:
             pages = [t for t in self.send("Target.getTargets")["targetInfos"] if t["type"] == "page"]
             if pages:
-                return self.send("Target.attachToTarget", targetId=pages[0]["targetId"], flatten=True)["sessionId"]
+                return self.send("Target.attachToTarget", targetId=pages[0]["targetId"], flatten=True)[
+                    "sessionId"
+                ]
             time.sleep(0.1)
         raise TimeoutError("chromium opened no page")
 
@@ -105,7 +107,9 @@ class Browser:
                 raise TimeoutError("chromium did not answer")
             chunk = os.read(self._from_r, 1 << 20)
             if not chunk:
-                raise RuntimeError(f"chromium exited: {self.proc.stderr.read().decode(errors='replace')[-2000:]}")
+                raise RuntimeError(
+                    f"chromium exited: {self.proc.stderr.read().decode(errors='replace')[-2000:]}"
+                )
             self._buf += chunk
         raw, self._buf = self._buf.split(b"\0", 1)
         return json.loads(raw)

@@ -366,3 +366,21 @@ def test_event_profile_on_a_run_counts_alerts_without_base(tmp_path):
     # with base_k=6 'early' (candles at k=5, 6) has a base too
     later = event_profile(event_returns(scan_windows(run), kind="simple", base_k=6)).collect()
     assert set(later["n_no_base"].to_list()) == {0}
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=return_frames(), seed=st.randoms(use_true_random=False))
+def test_event_profile_bits_do_not_depend_on_row_order(rows, seed):
+    schema = {
+        "label": pl.String,
+        "alert_id": pl.String,
+        "k": pl.Int32,
+        "ret": pl.Float64,
+        "base_price": pl.Float64,
+    }
+    data = [(lab, a, k, r, 1.0 if hb else None) for lab, a, k, r, hb in rows]
+    shuffled = list(data)
+    seed.shuffle(shuffled)
+    one = event_profile(pl.LazyFrame(data, schema=schema, orient="row"), by="label").collect()
+    two = event_profile(pl.LazyFrame(shuffled, schema=schema, orient="row"), by="label").collect()
+    assert one.equals(two)
