@@ -11,8 +11,10 @@ __version__ = "0.1.0"
 
 import json
 from importlib import resources
+from pathlib import Path
 
 from .alerts import normalize_alerts, read_alerts
+from .catalog import diff_runs
 from .export import ExportResult, export_run_slices
 from .lake.read import scan_coverage, scan_run
 from .lake.verify import verify_dir
@@ -40,6 +42,20 @@ def export_corpus(*args, **kwargs):
     return run(*args, **kwargs)
 
 
+def write_report(
+    run_dir: str | Path,
+    *,
+    output: str | Path = "report.html",
+    png_dir: str | Path | None = None,
+    base_k: int = 0,
+    kind: str = "log",
+) -> Path:
+    """The run report page (needs the ``report`` extra); see :func:`lakeslice.report.write_report`."""
+    from .report import write_report as write
+
+    return write(run_dir, output=output, png_dir=png_dir, base_k=base_k, kind=kind)
+
+
 __all__ = [
     "__version__",
     "parse_interval",
@@ -61,6 +77,8 @@ __all__ = [
     "event_returns",
     "event_profile",
     "verify_dir",
+    "diff_runs",
+    "write_report",
     "json_schema",
     "LakesliceError",
     "InputError",
