@@ -221,3 +221,20 @@ def test_plotting_libraries_are_optional(run, tmp_path):
     assert res.stderr.strip().splitlines() == [
         "lakeslice: error: the report needs altair: pip install 'lakeslice[report]'"
     ]
+
+
+def test_run_without_any_candle_still_gets_a_page(tmp_path):
+    alerts = tmp_path / "alerts.csv"
+    alerts.write_text("alert_id,mint,ts_ms\nx,NoSuchMint,1704069000000\n")
+    run = ls.export_run_slices(
+        str(alerts),
+        interval="1m",
+        window="pre2_post3",
+        source=f"parquet://{CANDLES_PQ}",
+        run_id="empty",
+        data_root=tmp_path,
+    ).run_dir
+    text = write_report(run, output=tmp_path / "r.html").read_text("utf-8")
+    assert "1 kept alert(s) have no usable price" in text and ">verified<" in text
+    specs = json.loads(re.search(r"const specs = (.*);\n", text)[1].replace("<\\/", "</"))
+    assert specs["profile_n"]["data"]["values"] == [{"k": k, "n": 0} for k in range(-2, 4)]
