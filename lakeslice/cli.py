@@ -6,6 +6,7 @@ bad usage or input, 1 for a failure while running.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ import typer
 from rich.console import Console
 
 from . import __version__
+from .options import ExportOptions
 from .spec import InputError, LakesliceError
 
 app = typer.Typer(
@@ -30,21 +32,9 @@ app = typer.Typer(
 err = Console(stderr=True, highlight=False)
 
 EXPORT_DEFAULTS: dict[str, Any] = {
+    **{f.name: f.default for f in dataclasses.fields(ExportOptions)},
     "alerts": None,
-    "interval": None,
-    "window": None,
-    "run_id": None,
-    "data_root": "data",
-    "chain": "solana",
-    "compression": "zstd",
-    "target_file_mb": 512.0,
-    "strict_coverage": False,
-    "min_required_pre": 52,
-    "target_total": 5000,
     "format": "table",
-    "source": None,
-    "table": "ohlcv_candles",
-    "overwrite": False,
 }
 
 
@@ -155,8 +145,10 @@ def export(
     compression: str = typer.Option(None, "--compression", help="zstd (default), snappy, none."),
     target_file_mb: float = typer.Option(None, "--target-file-mb", help="Part size [512]."),
     strict_coverage: bool = typer.Option(None, "--strict-coverage/--no-strict-coverage"),
-    min_required_pre: int = typer.Option(None, "--min-required-pre", help="Strict: pre [52]."),
-    target_total: int = typer.Option(None, "--target-total", help="Strict: total [5000]."),
+    min_required_pre: int = typer.Option(
+        None, "--min-required-pre", help=ExportOptions.help("min_required_pre")
+    ),
+    target_total: int = typer.Option(None, "--target-total", help=ExportOptions.help("target_total")),
     format: Format = typer.Option(None, "--format", help="table (default) or json."),
     source: str = typer.Option(
         None,

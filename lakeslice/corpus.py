@@ -14,11 +14,12 @@ from pathlib import Path
 
 import polars as pl
 
-from .export import Progress, _fetch, bucket_groups
+from .export import _fetch, bucket_groups
 from .lake import layout
 from .lake.commit import Commit
 from .lake.manifest import LAKE_VERSION, content_sha256, created_at, exporter, files_section
 from .lake.writer import FileEntry, write_buckets
+from .progress import NoProgress, Progress
 from .sources import Source, open_source
 from .spec import InputError, check_compression, format_interval, parse_interval
 from .transforms import (
@@ -118,8 +119,10 @@ def export_corpus(
     src: Source = open_source(source, table=table, data_root=data_root) if owns else source
     text = format_interval(interval_s)
     result = CorpusResult(layout.corpus_dir(data_root, text))
+    progress = progress or NoProgress()
+    progress.stage("fetching", total=len(days))
     try:
-        for i, day in enumerate(days):
+        for day in days:
             summary, fetched = _export_day(
                 src,
                 day,
@@ -132,8 +135,7 @@ def export_corpus(
             )
             result.days.append(summary)
             result.rows_fetched += fetched
-            if progress:
-                progress(i + 1, len(days), sum(d["rows"] for d in result.days))
+            progress.advance(done=1, rows=fetched)
     finally:
         if owns:
             src.close()

@@ -26,17 +26,10 @@ from .lake.manifest import (
     files_section,
 )
 from .lake.writer import FileEntry, FileSink, write_buckets, write_file
+from .options import ExportOptions, RunSpec
+from .progress import NoProgress, Progress
 from .sources import CandleRequest, Source, open_source, retryable
-from .spec import (
-    InputError,
-    RunError,
-    Window,
-    check_compression,
-    check_run_id,
-    format_interval,
-    parse_interval,
-    parse_window,
-)
+from .spec import RunError, Window, check_run_id
 from .transforms import (
     COVERAGE_COLUMNS,
     DEDUP_RULE,
@@ -55,8 +48,6 @@ log = logging.getLogger("lakeslice")
 #: Estimated candle rows per bucket group: bounds peak memory, never changes the output.
 GROUP_ROWS = 1_000_000
 FETCH_ATTEMPTS = 3
-
-Progress = Callable[[int, int, int], None]  # (groups done, groups total, rows written)
 
 
 @dataclass
@@ -93,54 +84,9 @@ class ExportResult:
         }
 
 
-@dataclass(frozen=True)
-class RunSpec:
-    """Validated options of one run export."""
-
-    interval_text: str
-    interval_s: int
-    window: Window
-    chain: str
-    compression: str
-    target_bytes: int
-    strict: bool
-    min_required_pre: int
-    target_total: int
-
-    @property
-    def prefix(self) -> str:
-        return layout.slices_prefix(self.interval_text, self.window.name)
-
-
-def make_spec(
-    *,
-    interval: str | int,
-    window: str | Window,
-    chain: str,
-    compression: str,
-    target_file_mb: float,
-    strict_coverage: bool,
-    min_required_pre: int,
-    target_total: int,
-) -> RunSpec:
-    interval_s = parse_interval(interval)
-    if not target_file_mb or target_file_mb <= 0:
-        raise InputError(f"target_file_mb {target_file_mb!r}: must be > 0")
-    if min_required_pre < 0 or target_total < 0:
-        raise InputError(f"min_required_pre={min_required_pre}, target_total={target_total}: must be >= 0")
-    if not chain:
-        raise InputError("chain: must not be empty")
-    return RunSpec(
-        interval_text=format_interval(interval_s),
-        interval_s=interval_s,
-        window=parse_window(window),
-        chain=chain,
-        compression=check_compression(compression),
-        target_bytes=int(target_file_mb * 1024 * 1024),
-        strict=bool(strict_coverage),
-        min_required_pre=int(min_required_pre),
-        target_total=int(target_total),
-    )
+def slices_prefix(spec: RunSpec) -> str:
+    """Where the run's slice files live, relative to the run directory."""
+    return layout.slices_prefix(spec.interval_text, spec.window.name)
 
 
 def new_run_id() -> str:
@@ -154,35 +100,39 @@ def export_run_slices(
     *,
     interval: str | int,
     window: str | Window,
-    source: str | Source | None = None,
-    table: str = "ohlcv_candles",
-    data_root: str | Path = "data",
-    run_id: str | None = None,
-    chain: str = "solana",
-    compression: str = "zstd",
-    target_file_mb: float = 512,
-    strict_coverage: bool = False,
-    min_required_pre: int = 52,
-    target_total: int = 5000,
-    overwrite: bool = False,
+    source: str | Source | None = ExportOptions.source,
+    table: str = ExportOptions.table,
+    data_root: str | Path = ExportOptions.data_root,
+    run_id: str | None = ExportOptions.run_id,
+    chain: str = ExportOptions.chain,
+    compression: str = ExportOptions.compression,
+    target_file_mb: float = ExportOptions.target_file_mb,
+    strict_coverage: bool = ExportOptions.strict_coverage,
+    min_required_pre: int | None = ExportOptions.min_required_pre,
+    target_total: int | None = ExportOptions.target_total,
+    overwrite: bool = ExportOptions.overwrite,
     progress: Progress | None = None,
 ) -> ExportResult:
     """Export the slices around ``alerts`` into a sealed run under ``data_root``.
+
+    Options are those of :class:`lakeslice.options.ExportOptions` (the CLI's flags).
 
     >>> res = export_run_slices("fixtures/alerts.csv", interval="1m",  # doctest: +SKIP
     ...                         window="pre5_post10", source="parquet://fixtures/candles.parquet")
     """
     started = time.perf_counter()
-    spec = make_spec(
+    progress = progress or NoProgress()
+    progress.stage("planning")
+    spec = ExportOptions(
         interval=interval,
-        window=window,
+        window=window if isinstance(window, str) else window.name,
         chain=chain,
         compression=compression,
         target_file_mb=target_file_mb,
         strict_coverage=strict_coverage,
         min_required_pre=min_required_pre,
         target_total=target_total,
-    )
+    ).resolve()
     run_id = check_run_id(run_id) if run_id is not None else new_run_id()
     alerts_df, alerts_name = _load_alerts(alerts)
     final = layout.run_dir(data_root, run_id)
@@ -192,6 +142,7 @@ def export_run_slices(
     try:
         with Commit(final, overwrite=overwrite, work_root=layout.lake_dir(data_root)) as commit:
             files, coverage_df, fetched = _write_data(commit.staging, alerts_df, src, spec, progress)
+            progress.stage("sealing")
             alerts_entry = write_file(commit.staging, layout.ALERTS, alerts_df, compression=spec.compression)
             manifest = _manifest(run_id, spec, src, alerts_name, alerts_entry, files, coverage_df)
             commit.seal(manifest)
@@ -251,7 +202,7 @@ def _write_data(
     alerts: pl.DataFrame,
     src: Source,
     spec: RunSpec,
-    progress: Progress | None,
+    progress: Progress,
 ) -> tuple[list[FileEntry], pl.DataFrame, int]:
     windows = (
         alert_windows(alerts, interval=spec.interval_s, window=spec.window)
@@ -261,31 +212,32 @@ def _write_data(
     buckets = windows.select("mint", "mint_bucket").unique()
     ranges = merge_windows(windows).join(buckets.lazy(), on="mint").collect()
     groups = bucket_groups(range_rows(ranges, spec.interval_s), getattr(src, "group_rows", None))
+    progress.stage("fetching", total=len(groups))
 
     def request(group: list[str]) -> pl.DataFrame:
         g_ranges = ranges.filter(pl.col("mint_bucket").is_in(group)).sort("mint", "start_ms")
-        return _fetch(src, spec, g_ranges.select("mint", "start_ms", "end_ms"), group)
+        frame = _fetch(src, spec, g_ranges.select("mint", "start_ms", "end_ms"), group)
+        progress.advance(rows=frame.height)
+        return frame
 
     files: list[Future] = []
     coverages: list[pl.DataFrame] = []
-    fetched = written = 0
+    fetched = 0
     with FileSink(staging) as sink:
-        for i, (group, frame) in enumerate(prefetched(groups, request)):
+        for group, frame in prefetched(groups, request):
             g_windows = windows.filter(pl.col("mint_bucket").is_in(group))
             fetched += frame.height
             cov, slices, names = _group_outputs(frame, g_windows, spec, src.label)
             coverages.append(cov)
             files += write_buckets(
                 sink,
-                spec.prefix,
+                slices_prefix(spec),
                 slices,
                 compression=spec.compression,
                 target_bytes=spec.target_bytes,
                 prepare=partial(_named, names),
             )
-            written += slices.height
-            if progress:
-                progress(i + 1, len(groups), written)
+            progress.advance(done=1)
         coverage_df = pl.concat(coverages).sort("alert_id") if coverages else _empty_coverage()
     entries = [e for f in files for e in f.result()]  # in submission order: deterministic
     entries.append(write_file(staging, layout.COVERAGE, coverage_df, compression=spec.compression))
@@ -437,7 +389,7 @@ def _manifest(
         },
         "outputs": {
             "slices": {
-                "path": spec.prefix,
+                "path": slices_prefix(spec),
                 "mint_buckets": len({f.path.split("/")[4] for f in slices}),
                 "files": len(slices),
                 "rows": sum(f.rows for f in slices),
@@ -462,4 +414,4 @@ def _manifest(
     }
 
 
-__all__ = ["export_run_slices", "ExportResult", "RunSpec", "make_spec", "bucket_groups", "RunError"]
+__all__ = ["export_run_slices", "ExportResult", "RunSpec", "bucket_groups", "RunError"]

@@ -17,29 +17,40 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 
+class _Bar:
+    """Progress drawn as a rich bar: the stage, units done of the total, rows and rows/s."""
+
+    def __init__(self, bar: Progress) -> None:
+        self._bar = bar
+        self._task = bar.add_task("planning", total=None, rows=0, rate=0.0)
+        self._rows = 0
+        self._started = time.perf_counter()
+
+    def stage(self, name: str, *, total: int | None = None) -> None:
+        self._bar.update(self._task, description=name, total=total, completed=0)
+
+    def advance(self, *, done: int = 0, rows: int = 0) -> None:
+        self._rows += rows
+        rate = self._rows / max(time.perf_counter() - self._started, 1e-9)
+        self._bar.update(self._task, advance=done, rows=self._rows, rate=rate)
+
+
 @contextlib.contextmanager
-def progress_bar(*, enabled: bool) -> Iterator:
-    """A callback (done, total, rows) drawing a bar on stderr when it is a terminal."""
+def progress_bar(*, enabled: bool) -> Iterator[_Bar | None]:
+    """A :class:`lakeslice.progress.Progress` drawing a bar on stderr when it is a terminal."""
     if not (enabled and err.is_terminal):
         yield None
         return
-    started = time.perf_counter()
     with Progress(
-        TextColumn("[bold]export[/]"),
+        TextColumn("[bold]{task.description}[/]"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("bucket groups · {task.fields[rows]:,} rows · {task.fields[rate]:,.0f} rows/s"),
+        TextColumn("· {task.fields[rows]:,} rows · {task.fields[rate]:,.0f} rows/s"),
         TimeElapsedColumn(),
         console=err,
         transient=True,
     ) as bar:
-        task = bar.add_task("export", total=None, rows=0, rate=0.0)
-
-        def update(done: int, total: int, rows: int) -> None:
-            rate = rows / max(time.perf_counter() - started, 1e-9)
-            bar.update(task, completed=done, total=total, rows=rows, rate=rate)
-
-        yield update
+        yield _Bar(bar)
 
 
 def render_export(result) -> None:

@@ -281,8 +281,8 @@ BAD_INPUT = [
     ("run-id-dotdot", lambda c: c.args(run_id=".."), 2, lambda c: ["run_id", "'..'"]),
     ("run-id-empty", lambda c: c.args(run_id=""), 2, lambda c: ["run_id", "''"]),
     ("unknown-scheme", lambda c: c.args(source="ftp://x"), 2, lambda c: ["ftp://"]),
-    ("target-file-mb-0", lambda c: c.args(target_file_mb="0"), 2, lambda c: ["target_file_mb", "0"]),
-    ("target-file-mb-negative", lambda c: c.args(target_file_mb="-1"), 2, lambda c: ["target_file_mb", "-1"]),
+    ("target-file-mb-0", lambda c: c.args(target_file_mb="0"), 2, lambda c: ["target-file-mb", "0"]),
+    ("target-file-mb-negative", lambda c: c.args(target_file_mb="-1"), 2, lambda c: ["target-file-mb", "-1"]),
     ("data-root-is-a-file", lambda c: c.args(data_root=_data_root_file(c)), 2, lambda c: ["data-is-a-file"]),
     (
         "data-root-not-writable",
@@ -294,13 +294,13 @@ BAD_INPUT = [
         "strict-negative-pre",
         lambda c: c.args("--strict-coverage", min_required_pre="-1"),
         2,
-        lambda c: ["min_required_pre", "-1"],
+        lambda c: ["min-required-pre", "-1"],
     ),
     (
         "strict-negative-total",
         lambda c: c.args("--strict-coverage", target_total="-3"),
         2,
-        lambda c: ["target_total", "-3"],
+        lambda c: ["target-total", "-3"],
     ),
     # runtime failures against the real server: exit 1, the line names host and table
     (
