@@ -238,3 +238,27 @@ def test_run_without_any_candle_still_gets_a_page(tmp_path):
     assert "1 kept alert(s) have no usable price" in text and ">verified<" in text
     specs = json.loads(re.search(r"const specs = (.*);\n", text)[1].replace("<\\/", "</"))
     assert specs["profile_n"]["data"]["values"] == [{"k": k, "n": 0} for k in range(-2, 4)]
+
+
+def test_readme_event_study_runs_as_written(run, tmp_path):
+    """The README's section, on this run instead of the demo one: the code and the report."""
+    section = (REPO / "README.md").read_text("utf-8").split("## Event study\n", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S)[1]
+    demo = "data/lake/runs/run_id=demo"
+    assert demo in code
+    res = subprocess.run(
+        [sys.executable, "-c", code.replace(demo, str(run))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "alert(s) without a base price" in res.stdout
+    command = re.search(r"```sh\n(.*?)\n```", section, re.S)[1].split()
+    assert command[:3] == [".venv/bin/lakeslice", "report", demo]
+    res = _cli(*[a.replace(demo, str(run)).replace("data/", f"{tmp_path}/") for a in command[1:]])
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "demo-report.html").is_file() and len(
+        list((tmp_path / "demo-charts").glob("*.png"))
+    ) == 7
