@@ -77,11 +77,12 @@ def build_report(run_dir: str | Path, *, base_k: int = 0, kind: str = "log") -> 
     """Read a sealed run and build every chart's spec (no file is written)."""
     alt, _ = _plotting()
     run_dir = Path(run_dir)
+    # Lazy: checks the options and the seal before the (longer) verify.
+    returns = event_returns(scan_windows(run_dir, dense=True), base_k=base_k, kind=kind)
     manifest = read_manifest(run_dir)
     problems = verify_dir(run_dir).problems
     cov = pl.read_parquet(run_dir / manifest["coverage"]["path"])
     files = _files(manifest)
-    returns = event_returns(scan_windows(run_dir, dense=True), base_k=base_k, kind=kind)
     profile = event_profile(returns).collect()
     spec = manifest["slice_spec"]
     target_mb = float(manifest["outputs"]["slices"].get("target_file_mb") or 0)

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from .lake.read import scan_coverage, scan_run
 from .spec import InputError
+
+if TYPE_CHECKING:
+    from .export import ExportResult
 
 STATUSES = ("complete", "partial", "insufficient")
 KINDS = ("log", "simple")
@@ -29,7 +33,7 @@ WINDOW_COLUMNS = (*ALERT_COLUMNS, "k", "ts", *OHLCV)
 
 
 def scan_windows(
-    run: str | Path | object,
+    run: str | Path | ExportResult,
     *,
     dense: bool = False,
     status: str | Sequence[str] | None = None,
@@ -45,6 +49,7 @@ def scan_windows(
     ``status``; ``status="complete"`` (or a list of statuses) keeps only those alerts.
     Alerts dropped by strict coverage are not in the view (their candles may be missing from
     the lake). ``ts`` is the candle's time, or the slot's time in a dense row without one.
+    ``verify=True`` checks every file against the seal first.
 
     >>> import tempfile, lakeslice as ls
     >>> run = ls.export_run_slices(

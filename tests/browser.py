@@ -60,7 +60,7 @@ class Browser:
         self.session = self._attach()
 
     def _attach(self) -> str:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a loaded machine starts chromium slowly
         while time.monotonic() < deadline:
             pages = [t for t in self.send("Target.getTargets")["targetInfos"] if t["type"] == "page"]
             if pages:
