@@ -150,7 +150,7 @@ def _coverage_diff(run_a: Path, ma: dict, run_b: Path, mb: dict) -> dict[str, An
         "alert_id",
         "mint",
         a=pl.struct(*COVERAGE_FIELDS),
-        b=pl.struct(**{f: f"{f}_b" for f in COVERAGE_FIELDS}),
+        b=pl.struct(pl.col(f"{f}_b").alias(f) for f in COVERAGE_FIELDS),
     )
     return {
         "added": only_b["alert_id"].to_list(),

@@ -95,7 +95,7 @@ def build_report(run_dir: str | Path, *, base_k: int = 0, kind: str = "log") -> 
         "profile": _profile_chart(alt, profile, spec=spec, kind=kind, base_k=base_k),
         "profile_n": _profile_n_chart(alt, profile, spec=spec),
     }
-    no_base = int(profile["n_no_base"].max() or 0) if profile.height else 0
+    no_base = int(profile.select(pl.col("n_no_base").max()).item() or 0) if profile.height else 0
     return Report(run_dir, manifest, problems, no_base, {k: v.to_dict() for k, v in charts.items()})
 
 
