@@ -125,7 +125,8 @@ def event_returns(
     finite and positive). The frame gains ``base_k`` (the slot the base came from),
     ``base_price`` and ``ret``. Alerts with no usable price at or before ``base_k`` keep their
     rows with null ``base_k``, ``base_price`` and ``ret``: they are counted, not dropped
-    (``event_profile`` reports them as ``n_no_base``). Needs ``alert_id``, ``k`` and ``price``.
+    (``event_profile`` reports them as ``n_no_base``). Needs ``alert_id``, ``k`` and ``price``,
+    one row per ``(alert_id, k)`` as ``scan_windows`` gives.
 
     >>> w = pl.LazyFrame({
     ...     "alert_id": ["a", "a", "a", "b", "b"],
