@@ -27,7 +27,7 @@ from typing import Any
 
 import polars as pl
 
-from .lake.manifest import read_manifest
+from .lake.manifest import Manifest, read_manifest
 
 # Manifest sections compared key by key; the rest (run_id, created_at, files, content_sha256)
 # is the run's identity, shown apart.
@@ -54,7 +54,7 @@ def diff_runs(run_a: str | Path, run_b: str | Path) -> dict[str, Any]:
     }
 
 
-def _identity(run_dir: Path, m: dict) -> dict[str, Any]:
+def _identity(run_dir: Path, m: Manifest) -> dict[str, Any]:
     return {
         "run_dir": str(run_dir),
         "run_id": m["run_id"],
@@ -72,7 +72,7 @@ def _flatten(value: Any, prefix: str) -> dict[str, Any]:
     return {prefix: value}
 
 
-def _spec_diff(ma: dict, mb: dict) -> list[dict[str, Any]]:
+def _spec_diff(ma: Manifest, mb: Manifest) -> list[dict[str, Any]]:
     """Every setting that differs, as ``{key, a, b}`` (``None`` where a side lacks it)."""
     diffs = []
     for section in SPEC_SECTIONS:
@@ -83,13 +83,13 @@ def _spec_diff(ma: dict, mb: dict) -> list[dict[str, Any]]:
     return diffs
 
 
-def _files(m: dict) -> pl.DataFrame:
+def _files(m: Manifest) -> pl.DataFrame:
     return pl.DataFrame(
         m["files"], schema={"path": pl.String, "rows": pl.Int64, "bytes": pl.Int64, "sha256": pl.String}
     )
 
 
-def _file_diff(ma: dict, mb: dict) -> dict[str, Any]:
+def _file_diff(ma: Manifest, mb: Manifest) -> dict[str, Any]:
     both = _files(ma).join(_files(mb), on="path", how="full", coalesce=True, suffix="_b").sort("path")
     added = both.filter(pl.col("sha256").is_null())
     removed = both.filter(pl.col("sha256_b").is_null())
@@ -108,10 +108,10 @@ def _file_diff(ma: dict, mb: dict) -> dict[str, Any]:
     }
 
 
-def _bucket_rows(ma: dict, mb: dict) -> list[dict[str, Any]]:
+def _bucket_rows(ma: Manifest, mb: Manifest) -> list[dict[str, Any]]:
     """Rows and files per mint bucket on each side (0 where a side has none), by bucket."""
 
-    def per_bucket(m: dict) -> pl.DataFrame:
+    def per_bucket(m: Manifest) -> pl.DataFrame:
         return (
             _files(m)
             .with_columns(bucket=pl.col("path").str.extract(BUCKET, 1))
@@ -135,11 +135,11 @@ def _bucket_rows(ma: dict, mb: dict) -> list[dict[str, Any]]:
     return json.loads(table.write_json())
 
 
-def _coverage(run_dir: Path, m: dict) -> pl.DataFrame:
+def _coverage(run_dir: Path, m: Manifest) -> pl.DataFrame:
     return pl.read_parquet(run_dir / m["coverage"]["path"], columns=["alert_id", "mint", *COVERAGE_FIELDS])
 
 
-def _coverage_diff(run_a: Path, ma: dict, run_b: Path, mb: dict) -> dict[str, Any]:
+def _coverage_diff(run_a: Path, ma: Manifest, run_b: Path, mb: Manifest) -> dict[str, Any]:
     """Alerts only on one side, and alerts whose coverage fields differ (both values given)."""
     a, b = _coverage(run_a, ma), _coverage(run_b, mb)
     both = a.join(b, on="alert_id", how="full", coalesce=True, suffix="_b").sort("alert_id")
