@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from test_export import ALERTS_CSV, CANDLES_PQ, LAKESLICE, REPO
+from support.cli import LAKESLICE
+from support.data import ALERTS_CSV, CANDLES_PQ, REPO
 
 import lakeslice as ls
 from lakeslice.catalog import COVERAGE_FIELDS, diff_runs, render_diff

@@ -18,7 +18,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from browser import Browser, find_chromium
-from test_export import ALERTS_CSV, CANDLES_PQ, LAKESLICE, REPO
+from support.cli import LAKESLICE
+from support.data import ALERTS_CSV, CANDLES_PQ, REPO
 
 import lakeslice as ls
 from lakeslice.report import write_report

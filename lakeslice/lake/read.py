@@ -8,7 +8,7 @@ import polars as pl
 
 from ..spec import RunError
 from ..transforms import SLICE_SCHEMA
-from .layout import ALERTS, COVERAGE
+from .layout import COVERAGE
 from .manifest import Manifest, read_manifest
 from .verify import verify_dir
 
@@ -61,8 +61,3 @@ def scan_coverage(run_dir: str | Path) -> pl.LazyFrame:
     """
     run_dir, _ = _sealed(run_dir, False)
     return pl.scan_parquet(run_dir / COVERAGE)
-
-
-def read_alerts_of(run_dir: str | Path) -> pl.LazyFrame:
-    run_dir, _ = _sealed(run_dir, False)
-    return pl.scan_parquet(run_dir / ALERTS)
