@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
-from .lake.manifest import read_manifest
+from .lake.manifest import Manifest, read_manifest
 
 # Manifest sections compared key by key; the rest (run_id, created_at, files, content_sha256)
 # is the run's identity, shown apart.
@@ -54,7 +54,7 @@ def diff_runs(run_a: str | Path, run_b: str | Path) -> dict[str, Any]:
     }
 
 
-def _identity(run_dir: Path, m: dict) -> dict[str, Any]:
+def _identity(run_dir: Path, m: Manifest) -> dict[str, Any]:
     return {
         "run_dir": str(run_dir),
         "run_id": m["run_id"],
@@ -72,24 +72,26 @@ def _flatten(value: Any, prefix: str) -> dict[str, Any]:
     return {prefix: value}
 
 
-def _spec_diff(ma: dict, mb: dict) -> list[dict[str, Any]]:
+def _spec_diff(ma: Manifest, mb: Manifest) -> list[dict[str, Any]]:
     """Every setting that differs, as ``{key, a, b}`` (``None`` where a side lacks it)."""
     diffs = []
     for section in SPEC_SECTIONS:
-        fa, fb = _flatten(ma.get(section), section), _flatten(mb.get(section), section)
+        # Sections by name: plain dicts here, the TypedDict only knows literal keys.
+        da, db = cast(dict[str, Any], ma), cast(dict[str, Any], mb)
+        fa, fb = _flatten(da.get(section), section), _flatten(db.get(section), section)
         for key in [*fa, *(k for k in fb if k not in fa)]:
             if key not in IGNORED_KEYS and fa.get(key) != fb.get(key):
                 diffs.append({"key": key, "a": fa.get(key), "b": fb.get(key)})
     return diffs
 
 
-def _files(m: dict) -> pl.DataFrame:
+def _files(m: Manifest) -> pl.DataFrame:
     return pl.DataFrame(
         m["files"], schema={"path": pl.String, "rows": pl.Int64, "bytes": pl.Int64, "sha256": pl.String}
     )
 
 
-def _file_diff(ma: dict, mb: dict) -> dict[str, Any]:
+def _file_diff(ma: Manifest, mb: Manifest) -> dict[str, Any]:
     both = _files(ma).join(_files(mb), on="path", how="full", coalesce=True, suffix="_b").sort("path")
     added = both.filter(pl.col("sha256").is_null())
     removed = both.filter(pl.col("sha256_b").is_null())
@@ -108,10 +110,10 @@ def _file_diff(ma: dict, mb: dict) -> dict[str, Any]:
     }
 
 
-def _bucket_rows(ma: dict, mb: dict) -> list[dict[str, Any]]:
+def _bucket_rows(ma: Manifest, mb: Manifest) -> list[dict[str, Any]]:
     """Rows and files per mint bucket on each side (0 where a side has none), by bucket."""
 
-    def per_bucket(m: dict) -> pl.DataFrame:
+    def per_bucket(m: Manifest) -> pl.DataFrame:
         return (
             _files(m)
             .with_columns(bucket=pl.col("path").str.extract(BUCKET, 1))
@@ -135,11 +137,11 @@ def _bucket_rows(ma: dict, mb: dict) -> list[dict[str, Any]]:
     return json.loads(table.write_json())
 
 
-def _coverage(run_dir: Path, m: dict) -> pl.DataFrame:
+def _coverage(run_dir: Path, m: Manifest) -> pl.DataFrame:
     return pl.read_parquet(run_dir / m["coverage"]["path"], columns=["alert_id", "mint", *COVERAGE_FIELDS])
 
 
-def _coverage_diff(run_a: Path, ma: dict, run_b: Path, mb: dict) -> dict[str, Any]:
+def _coverage_diff(run_a: Path, ma: Manifest, run_b: Path, mb: Manifest) -> dict[str, Any]:
     """Alerts only on one side, and alerts whose coverage fields differ (both values given)."""
     a, b = _coverage(run_a, ma), _coverage(run_b, mb)
     both = a.join(b, on="alert_id", how="full", coalesce=True, suffix="_b").sort("alert_id")

@@ -31,7 +31,7 @@ from typing import Any
 
 import polars as pl
 
-from .lake.manifest import read_manifest
+from .lake.manifest import Manifest, SliceSpec, read_manifest
 from .lake.verify import verify_dir
 from .spec import LakesliceError, RunError
 from .study import event_profile, event_returns, scan_windows
@@ -52,7 +52,7 @@ class MissingExtra(LakesliceError):
     exit_code = 1
 
 
-def _plotting():
+def _plotting() -> tuple[Any, Any]:
     """Altair and vl-convert, or one line saying how to install them."""
     try:
         import altair as alt
@@ -67,7 +67,7 @@ class Report:
     """What the page shows: the manifest, the verify outcome and the Vega-Lite specs by id."""
 
     run_dir: Path
-    manifest: dict
+    manifest: Manifest
     problems: list[str]
     no_base: int
     charts: dict[str, dict] = field(default_factory=dict)
@@ -148,7 +148,7 @@ def _records(frame: pl.DataFrame) -> list[dict[str, Any]]:
     return json.loads(frame.write_json())
 
 
-def _files(manifest: dict) -> pl.DataFrame:
+def _files(manifest: Manifest) -> pl.DataFrame:
     """The seal's slice files with their bucket and part size in MB."""
     listed = pl.DataFrame(
         manifest["files"],
@@ -161,7 +161,7 @@ def _files(manifest: dict) -> pl.DataFrame:
     )
 
 
-def _status_chart(alt, cov: pl.DataFrame):
+def _status_chart(alt: Any, cov: pl.DataFrame) -> Any:
     counts = (
         pl.DataFrame({"status": ["complete", "partial", "insufficient"]})
         .join(cov.group_by("status").agg(alerts=pl.len(), kept=pl.col("kept").sum()), on="status", how="left")
@@ -185,7 +185,7 @@ def _status_chart(alt, cov: pl.DataFrame):
     )
 
 
-def _total_chart(alt, cov: pl.DataFrame, *, slots: int):
+def _total_chart(alt: Any, cov: pl.DataFrame, *, slots: int) -> Any:
     """Histogram of candles per alert against the window's slots (a rule at N+1+M)."""
     step = max(1, -(-(slots + 1) // 50))
     hist = (
@@ -219,7 +219,7 @@ def _total_chart(alt, cov: pl.DataFrame, *, slots: int):
     )
 
 
-def _pre_post_chart(alt, cov: pl.DataFrame, *, pre: int, post: int):
+def _pre_post_chart(alt: Any, cov: pl.DataFrame, *, pre: int, post: int) -> Any:
     """Candles before vs from the anchor, one point per distinct pair sized by alerts."""
     pairs = cov.group_by("available_pre", "available_post").agg(alerts=pl.len())
     if pairs.height > MAX_SCATTER_POINTS:
@@ -257,7 +257,7 @@ def _legend_counts(counts: pl.Series) -> list[int]:
     return distinct.gather(picks.unique().sort()).to_list()
 
 
-def _bucket_chart(alt, files: pl.DataFrame):
+def _bucket_chart(alt: Any, files: pl.DataFrame) -> Any:
     per_bucket = (
         files.group_by("bucket")
         .agg(rows=pl.col("rows").sum(), mb=pl.col("bytes").sum() / MB, files=pl.len())
@@ -278,7 +278,7 @@ def _bucket_chart(alt, files: pl.DataFrame):
     ).properties(title="Rows, bytes and files per bucket")
 
 
-def _parts_chart(alt, files: pl.DataFrame, *, target_mb: float):
+def _parts_chart(alt: Any, files: pl.DataFrame, *, target_mb: float) -> Any:
     """Every part's size on a log scale, with the --target-file-mb rule."""
     parts = files.select("path", "bucket", "part", "rows", "mb").sort("path")
     points = (
@@ -300,14 +300,14 @@ def _parts_chart(alt, files: pl.DataFrame, *, target_mb: float):
     )
 
 
-def _k_axis(alt, spec: dict, title: str):
+def _k_axis(alt: Any, spec: SliceSpec, title: str) -> Any:
     """k from -pre to post, the window's slots, whatever the data holds."""
     return alt.X(
         "k:Q", title=title, scale=alt.Scale(domain=[-int(spec["pre"]), int(spec["post"])], nice=False)
     )
 
 
-def _profile_chart(alt, profile: pl.DataFrame, *, spec: dict, kind: str, base_k: int):
+def _profile_chart(alt: Any, profile: pl.DataFrame, *, spec: SliceSpec, kind: str, base_k: int) -> Any:
     """Mean and median return by k, with a band of two standard errors around the mean."""
     data = profile.select(
         "k",
@@ -343,7 +343,7 @@ def _profile_chart(alt, profile: pl.DataFrame, *, spec: dict, kind: str, base_k:
     )
 
 
-def _profile_n_chart(alt, profile: pl.DataFrame, *, spec: dict):
+def _profile_n_chart(alt: Any, profile: pl.DataFrame, *, spec: SliceSpec) -> Any:
     data = profile.select("k", "n")
     return (
         alt.Chart(alt.Data(values=_records(data)), title="Alerts with a return at each k")

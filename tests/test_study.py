@@ -8,22 +8,18 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 import statistics
-import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import reference as ref
 
-sys.path.insert(0, os.path.dirname(__file__))
-import reference as ref  # noqa: E402
-
-import lakeslice as ls  # noqa: E402
-from lakeslice.spec import InputError  # noqa: E402
-from lakeslice.study import event_profile, event_returns, scan_windows  # noqa: E402
+import lakeslice as ls
+from lakeslice.spec import InputError
+from lakeslice.study import event_profile, event_returns, scan_windows
 
 UTC = dt.timezone.utc
 BASE_MS = 1_704_067_200_000  # 2024-01-01, a multiple of every interval used here
