@@ -48,7 +48,17 @@ def write_report(
     base_k: int = 0,
     kind: str = "log",
 ) -> Path:
-    """The run report page (needs the ``report`` extra); see :func:`lakeslice.report.write_report`."""
+    """The run report page (needs the ``report`` extra); see :func:`lakeslice.report.write_report`.
+
+    >>> import tempfile, lakeslice as ls
+    >>> root = tempfile.mkdtemp()
+    >>> run = ls.export_run_slices(
+    ...     "fixtures/alerts.csv", interval="1m", window="pre2_post3",
+    ...     source="parquet://fixtures/candles.parquet", run_id="doc", data_root=root,
+    ... )
+    >>> ls.write_report(run.run_dir, output=f"{root}/report.html").name
+    'report.html'
+    """
     from .report import write_report as write
 
     return write(run_dir, output=output, png_dir=png_dir, base_k=base_k, kind=kind)

@@ -4,26 +4,13 @@
 which files were added, removed or changed (by path and SHA-256), the rows per bucket on each
 side and the alerts whose coverage changed. It trusts the seals (``lakeslice verify`` checks
 them against the files).
-
->>> import tempfile, lakeslice as ls
->>> root = tempfile.mkdtemp()
->>> def export(run_id, window):
-...     return ls.export_run_slices(
-...         "fixtures/alerts.csv", interval="1m", window=window,
-...         source="parquet://fixtures/candles.parquet", run_id=run_id, data_root=root,
-...     ).run_dir
->>> d = diff_runs(export("a", "pre2_post3"), export("b", "pre2_post4"))
->>> d["identical"], [s["key"] for s in d["spec"]][:3]
-(False, ['slice_spec.post', 'slice_spec.window', 'coverage.complete'])
->>> len(d["files"]["added"]) == len(d["files"]["removed"]) == 4  # every bucket's window dir moved
-True
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -40,7 +27,21 @@ BUCKET = r"mint_bucket=([0-9a-f]{2})/"
 
 def diff_runs(run_a: str | Path, run_b: str | Path) -> dict[str, Any]:
     """A JSON-ready dict: ``a``, ``b``, ``identical``, ``spec``, ``files``, ``buckets``,
-    ``coverage``. Both runs must be sealed."""
+    ``coverage``. Both runs must be sealed.
+
+    >>> import tempfile, lakeslice as ls
+    >>> root = tempfile.mkdtemp()
+    >>> def export(run_id, window):
+    ...     return ls.export_run_slices(
+    ...         "fixtures/alerts.csv", interval="1m", window=window,
+    ...         source="parquet://fixtures/candles.parquet", run_id=run_id, data_root=root,
+    ...     ).run_dir
+    >>> d = diff_runs(export("a", "pre2_post3"), export("b", "pre2_post4"))
+    >>> d["identical"], [s["key"] for s in d["spec"]][:3]
+    (False, ['slice_spec.post', 'slice_spec.window', 'coverage.complete'])
+    >>> len(d["files"]["added"]) == len(d["files"]["removed"]) == 4  # every bucket's window dir moved
+    True
+    """
     run_a, run_b = Path(run_a), Path(run_b)
     ma, mb = read_manifest(run_a), read_manifest(run_b)
     return {
@@ -76,7 +77,9 @@ def _spec_diff(ma: Manifest, mb: Manifest) -> list[dict[str, Any]]:
     """Every setting that differs, as ``{key, a, b}`` (``None`` where a side lacks it)."""
     diffs = []
     for section in SPEC_SECTIONS:
-        fa, fb = _flatten(ma.get(section), section), _flatten(mb.get(section), section)
+        # Sections by name: plain dicts here, the TypedDict only knows literal keys.
+        da, db = cast(dict[str, Any], ma), cast(dict[str, Any], mb)
+        fa, fb = _flatten(da.get(section), section), _flatten(db.get(section), section)
         for key in [*fa, *(k for k in fb if k not in fa)]:
             if key not in IGNORED_KEYS and fa.get(key) != fb.get(key):
                 diffs.append({"key": key, "a": fa.get(key), "b": fb.get(key)})

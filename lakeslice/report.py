@@ -52,7 +52,7 @@ class MissingExtra(LakesliceError):
     exit_code = 1
 
 
-def _plotting():
+def _plotting() -> tuple[Any, Any]:
     """Altair and vl-convert, or one line saying how to install them."""
     try:
         import altair as alt

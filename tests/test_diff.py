@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from support.cli import LAKESLICE
+from support.cli import run_cli
 from support.data import ALERTS_CSV, CANDLES_PQ, REPO
 
 import lakeslice as ls
@@ -134,10 +133,8 @@ def test_diff_names_the_settings_that_changed(runs):
     assert spec["inputs.alerts.name"] == ("alerts.csv", "other_alerts.csv")
 
 
-def _cli(*args):
-    return subprocess.run(
-        [str(LAKESLICE), *map(str, args)], capture_output=True, text=True, cwd=REPO, timeout=120
-    )
+def _cli(*args: object):
+    return run_cli(*args, cwd=REPO)
 
 
 def test_cli_diff_text_and_json(runs):

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from browser import Browser, find_chromium
-from support.cli import LAKESLICE
+from support.browser import Browser, find_chromium
+from support.cli import run_cli
 from support.data import ALERTS_CSV, CANDLES_PQ, REPO
 
 import lakeslice as ls
@@ -150,7 +150,7 @@ def test_report_is_deterministic(run, page, tmp_path):
     """Same run, same bytes: again in this process, and in one with a single Polars thread."""
     again = write_report(run, output=tmp_path / "again.html")
     assert again.read_bytes() == page.read_bytes()
-    res = _cli("report", run, "-o", tmp_path / "one.html", env={**os.environ, "POLARS_MAX_THREADS": "1"})
+    res = _cli("report", run, "-o", tmp_path / "one.html", env={"POLARS_MAX_THREADS": "1"})
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "one.html").read_bytes() == page.read_bytes()
 
@@ -171,10 +171,8 @@ def test_tampered_run_is_reported_as_not_verifying(run, tmp_path):
     assert "does not verify" in text and "notes.txt: not listed in the seal" in text
 
 
-def _cli(*args, cwd=REPO, env=None):
-    return subprocess.run(
-        [str(LAKESLICE), *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=180
-    )
+def _cli(*args: object, env: dict[str, str | None] | None = None):
+    return run_cli(*args, cwd=REPO, env=env)
 
 
 def test_cli_report_writes_page_and_pngs(run, tmp_path):
