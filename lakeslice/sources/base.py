@@ -178,7 +178,7 @@ def nothing_to_fetch(src: Source, *, chain: str, interval_s: int) -> None:
     of ``chain`` at ``interval_s`` (a typo such as ``--chain solanna``), naming what it holds.
 
     Returns quietly when the chain and interval are there (the alerts' windows just hold no
-    candle) or the source cannot say.
+    candle), when the source holds no candle at all, or when it cannot say.
     """
     from ..spec import format_interval
 
@@ -189,8 +189,8 @@ def nothing_to_fetch(src: Source, *, chain: str, interval_s: int) -> None:
         (pl.col("chain").is_null() | (pl.col("chain") == chain))
         & (pl.col("interval_s").is_null() | (pl.col("interval_s") == interval_s))
     )
-    if match["rows"].sum() > 0:
-        return
+    if match["rows"].sum() > 0 or held["rows"].sum() == 0:
+        return  # the pair is there, or the source is empty: nothing was mistyped
     where = getattr(src, "where", src.label)
     have = ", ".join(
         f"{c if c is not None else '(any chain)'} {format_interval(i) if i else '(any interval)'}"
