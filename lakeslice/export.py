@@ -80,8 +80,16 @@ class ExportResult:
             "kept_events": m["coverage"]["kept_events"],
             "dropped_events": m["coverage"]["dropped_events"],
             "rows_fetched": self.rows_fetched,
+            "warnings": self.warnings,
             "manifest": m,
         }
+
+    @property
+    def warnings(self) -> list[str]:
+        """Why this run, though sealed, is likely useless (no alert kept, no candle): loud, not fatal."""
+        from .lake.catalog import run_warnings
+
+        return run_warnings(self.manifest, rows_fetched=self.rows_fetched)
 
 
 def slices_prefix(spec: RunSpec) -> str:
