@@ -14,6 +14,7 @@ from importlib import resources
 
 from .alerts import normalize_alerts, read_alerts
 from .export import ExportResult, export_run_slices
+from .lake.catalog import list_runs
 from .lake.read import scan_coverage, scan_run, scan_windows
 from .lake.verify import verify_dir
 from .spec import InputError, LakesliceError, RunError, Window, parse_interval, parse_window
@@ -30,6 +31,18 @@ def json_schema(name: str) -> dict:
     """The shipped JSON Schema ``config`` (``--config``) or ``result`` (``--format json``)."""
     text = resources.files("lakeslice").joinpath(f"schemas/{name}.schema.json").read_text("utf-8")
     return json.loads(text)
+
+
+def progress_bar(*, enabled: bool = True, console=None):
+    """A rich progress bar (terminal or Jupyter) to pass as ``progress=`` to an export.
+
+    >>> with progress_bar(enabled=False) as p:  # in a notebook: with ls.progress_bar() as p:
+    ...     p is None
+    True
+    """
+    from .render import progress_bar as bar
+
+    return bar(enabled=enabled, console=console)
 
 
 def export_corpus(*args, **kwargs):
@@ -58,6 +71,8 @@ __all__ = [
     "scan_windows",
     "scan_coverage",
     "verify_dir",
+    "list_runs",
+    "progress_bar",
     "json_schema",
     "LakesliceError",
     "InputError",

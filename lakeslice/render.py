@@ -44,13 +44,18 @@ class _Bar:
 
     def stage(self, name: str, *, total: int | None = None) -> None:
         with self._lock:
-            self._bar.update(self._task, description=name, total=total, completed=0, refresh=True)
+            # a task per stage: rich cannot set a task's total back to "unknown"
+            self._bar.remove_task(self._task)
+            self._task = self._bar.add_task(name, total=total, rows=self._rows, rate=self._rate())
+            self._bar.refresh()
+
+    def _rate(self) -> float:
+        return self._rows / max(time.perf_counter() - self._started, 1e-9)
 
     def advance(self, *, done: int = 0, rows: int = 0) -> None:
         with self._lock:
             self._rows += rows
-            rate = self._rows / max(time.perf_counter() - self._started, 1e-9)
-            self._bar.update(self._task, advance=done, rows=self._rows, rate=rate)
+            self._bar.update(self._task, advance=done, rows=self._rows, rate=self._rate())
 
 
 @contextlib.contextmanager
