@@ -149,7 +149,7 @@ def render_verify(reports) -> bool:
     out.print(
         f"verified {summary['runs']} runs and {summary['days']} corpus days: {summary['ok']} ok, "
         f"{summary['failed']} failed, {summary['problems']} problems "
-        "(files, rows and bytes of every file listed in each seal: slices, coverage, alerts)",
+        "(counts: the files each seal lists: slices, coverage and alerts of a run; a day's parts)",
         markup=False,
         soft_wrap=True,
     )
