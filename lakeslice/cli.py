@@ -105,11 +105,28 @@ def _fail(exc: BaseException, fmt: str) -> None:
         message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
     if os.environ.get("LAKESLICE_DEBUG"):
         raise exc
-    message = _scrub(message)
+    message = _scrub(message) + _missing_extra(exc)
     if fmt == "json":
         typer.echo(json.dumps({"error": {"code": code, "message": message}}, sort_keys=True))
     err.print(f"lakeslice: error: {message}", markup=False, soft_wrap=True)
     raise typer.Exit(status)
+
+
+#: Optional packages and the extra of lakeslice that installs each.
+EXTRAS = {"chdb": "chdb", "clickhouse_driver": "clickhouse", "duckdb": "duckdb", "ipywidgets": "notebook"}
+
+
+def _missing_extra(exc: BaseException | None) -> str:
+    """How to install the optional package whose absence caused ``exc`` (or nothing).
+
+    >>> _missing_extra(ModuleNotFoundError("No module named 'chdb'", name="chdb"))
+    " (pip install 'lakeslice[chdb]')"
+    """
+    while exc is not None:
+        if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in EXTRAS:
+            return f" (pip install 'lakeslice[{EXTRAS[exc.name.split('.')[0]]}]')"
+        exc = exc.__cause__ or exc.__context__
+    return ""
 
 
 def _scrub(message: str) -> str:

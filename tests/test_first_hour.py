@@ -429,3 +429,17 @@ def test_progress_shows_stage_and_total_before_the_first_group_ends(tmp_path):
     stages = [f.split()[0] for f in frames if f.split()[0] in ("planning", "fetching", "writing", "sealing")]
     order = list(dict.fromkeys(stages))
     assert order[0] == "planning" and "fetching" in order and order[-1] == "sealing", order
+
+
+def test_a_missing_optional_package_names_its_extra(tmp_path):
+    (tmp_path / "chdb").mkdir()
+    code = (
+        "import sys; sys.modules['chdb'] = None; from lakeslice.cli import main; "
+        f"sys.argv = ['lakeslice', 'export', '--alerts', {str(ALERTS_CSV)!r}, '--interval', '1m', "
+        f"'--window', 'pre1_post1', '--data-root', {str(tmp_path)!r}]; main()"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "LAKESLICE_SOURCE"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "pip install 'lakeslice[chdb]'" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
