@@ -46,7 +46,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-def _verbose(value: bool) -> None:
+def _set_verbose(value: bool) -> None:
     """``-v`` anywhere on the line (before or after the command): INFO logs on stderr."""
     if value:
         logging.getLogger().setLevel(logging.INFO)
@@ -57,7 +57,7 @@ def _verbose_option() -> Any:
         False,
         "--verbose",
         "-v",
-        callback=_verbose,
+        callback=_set_verbose,
         expose_value=False,
         help="Log progress details to stderr.",
     )

@@ -116,20 +116,21 @@ def verify_day(day: Path) -> VerifyReport:
 def verify_root(path: str | Path) -> list[VerifyReport]:
     """Every run and every corpus day a path holds (a run, runs directory, data root or corpus).
 
-    Nothing stops at the first problem: each run or day gets its report, an unsealed one
-    included. A missing path is an InputError (exit 2).
+    Under a root nothing stops at the first problem: each run or day gets its report, an
+    unsealed run included. A single run directory that is unsealed raises RunError, as
+    :func:`verify_dir` does. A missing path is an InputError (exit 2).
     """
     from ..spec import RunError
     from .catalog import corpus_days, existing, kind_of, run_dirs
 
     path = existing(path)
     kind = kind_of(path)
-    runs = [path] if kind == "run" else run_dirs(path) if kind in ("runs", "root") else []
-    days = corpus_days(path) if kind in ("root", "corpus") else []
+    if kind == "run":
+        return [verify_dir(path)]
     reports = []
-    for run in runs:
+    for run in run_dirs(path) if kind in ("runs", "root") else []:
         try:
             reports.append(verify_dir(run))
         except RunError as exc:  # unsealed or unreadable seal: a problem of this run
-            reports.append(VerifyReport(run, problems=[str(exc)]))
-    return reports + [verify_day(day) for day in days]
+            reports.append(VerifyReport(run, problems=[str(exc).removeprefix(f"{run}: ")]))
+    return reports + [verify_day(day) for day in (corpus_days(path) if kind in ("root", "corpus") else [])]
