@@ -147,7 +147,7 @@ def list_runs(data_root: str | Path) -> pl.DataFrame:
     >>> list_runs("data").select("run_id", "sealed", "rows")  # doctest: +SKIP
     """
     path = existing(data_root)
-    dirs = [path] if kind_of(path) == "run" and path.name.startswith("run_id=") else run_dirs(path)
+    dirs = [path] if path.name.startswith("run_id=") else run_dirs(path)
     return pl.DataFrame([run_row(d) for d in dirs], schema=RUNS_SCHEMA)
 
 
