@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.install-stamp
 DATA    ?= data
 LOCK    := requirements.lock
 
-.PHONY: install lock clickhouse test demo bench lint clean
+.PHONY: install lock clickhouse test test-fast demo bench lint clean
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ clickhouse:
 test: install clickhouse lint
 	$(BIN)/python -m pytest
 
+# No ClickHouse server, no kill/crash or fuzz tests: the quick loop while developing.
+test-fast: install lint
+	$(BIN)/python -m pytest -m "not clickhouse and not slow"
+
 demo: install
 	$(BIN)/python fixtures/make_demo.py --data-root $(DATA)
 	$(BIN)/lakeslice export --alerts $(DATA)/demo_alerts.parquet --interval 1m \
@@ -48,6 +52,7 @@ bench: install clickhouse
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) $(DATA) .pytest_cache .ruff_cache .hypothesis .lock-venv

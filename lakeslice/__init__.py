@@ -7,12 +7,14 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 import json
+from contextlib import AbstractContextManager
 from importlib import resources
+from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .alerts import normalize_alerts, read_alerts
+from .corpus import CorpusResult, export_corpus
 from .export import ExportResult, export_run_slices
 from .lake.catalog import list_runs
 from .lake.read import scan_coverage, scan_run, scan_windows
@@ -26,14 +28,21 @@ from .transforms import (
     slice_windows,
 )
 
+if TYPE_CHECKING:
+    from rich.console import Console
 
-def json_schema(name: str) -> dict:
-    """The shipped JSON Schema ``config`` (``--config``) or ``result`` (``--format json``)."""
+
+def json_schema(name: str) -> dict[str, Any]:
+    """The shipped JSON Schema ``config`` (``--config``) or ``result`` (``--format json``).
+
+    >>> json_schema("result")["title"]
+    'lakeslice export --format json output'
+    """
     text = resources.files("lakeslice").joinpath(f"schemas/{name}.schema.json").read_text("utf-8")
     return json.loads(text)
 
 
-def progress_bar(*, enabled: bool = True, console=None):
+def progress_bar(*, enabled: bool = True, console: Console | None = None) -> AbstractContextManager[Any]:
     """A rich progress bar (terminal or Jupyter) to pass as ``progress=`` to an export.
 
     >>> with progress_bar(enabled=False) as p:  # in a notebook: with ls.progress_bar() as p:
@@ -43,13 +52,6 @@ def progress_bar(*, enabled: bool = True, console=None):
     from .render import progress_bar as bar
 
     return bar(enabled=enabled, console=console)
-
-
-def export_corpus(*args, **kwargs):
-    """Global corpus export by day; see :func:`lakeslice.corpus.export_corpus`."""
-    from .corpus import export_corpus as run
-
-    return run(*args, **kwargs)
 
 
 __all__ = [
@@ -67,6 +69,7 @@ __all__ = [
     "export_run_slices",
     "export_corpus",
     "ExportResult",
+    "CorpusResult",
     "scan_run",
     "scan_windows",
     "scan_coverage",

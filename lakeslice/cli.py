@@ -14,12 +14,28 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import typer
 from rich.console import Console
 
-from . import __version__
+from . import json_schema
+from ._version import __version__
+from .corpus import export_corpus, read_mints
+from .errors import InputError, LakesliceError, error_line, redact
+from .export import export_run_slices
+from .lake.catalog import list_runs
+from .lake.verify import verify_root
 from .options import ExportOptions
-from .spec import InputError, LakesliceError
+from .render import (
+    progress_bar,
+    render_corpus,
+    render_export,
+    render_runs,
+    render_show,
+    render_verify,
+    show_json,
+    verify_json,
+)
 
 app = typer.Typer(
     name="lakeslice",
@@ -90,22 +106,36 @@ def _main(
 ) -> None:
     logging.basicConfig(format="lakeslice: %(message)s", stream=sys.stderr)
     logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_redact_record)
     # clickhouse_driver logs every failed connect at WARNING with a traceback; our own error
     # line already says what happened (errors are one line). LAKESLICE_DEBUG=1 shows them.
     if not os.environ.get("LAKESLICE_DEBUG"):
         logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)
 
 
-def _fail(exc: BaseException, fmt: str) -> None:
-    """Report one line and exit with the error's status; never a traceback."""
-    if isinstance(exc, LakesliceError):
-        code, status, message = exc.code, exc.exit_code, str(exc)
-    else:
-        code, status = "internal_error", 1
-        message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+def _command_line_urls() -> list[str]:
+    """The URLs this process was given: their passwords are secrets in every output."""
+    return [u for u in (os.environ.get("LAKESLICE_SOURCE"), *sys.argv[1:]) if u and "://" in u]
+
+
+def _redact_record(record: logging.LogRecord) -> bool:
+    """Log lines are an output too: the same redaction as the error line."""
+    record.msg, record.args = redact(record.getMessage(), urls=_command_line_urls()), None
+    return True
+
+
+def _fail(exc: BaseException, fmt: str, *, source: str | None = None) -> None:
+    """Report one line and exit with the error's status; never a traceback (LAKESLICE_DEBUG=1
+    re-raises, with the driver's own error chained). ``source`` is the source URL in use: its
+    password, like those of the command line and the environment, never reaches the screen."""
     if os.environ.get("LAKESLICE_DEBUG"):
         raise exc
-    message = _scrub(message) + _missing_extra(exc)
+    if isinstance(exc, LakesliceError):
+        code, status = exc.code, exc.exit_code
+    else:
+        code, status = "internal_error", 1
+    message = redact(error_line(exc), urls=[source, *_command_line_urls()]) + _missing_extra(exc)
     if fmt == "json":
         typer.echo(json.dumps({"error": {"code": code, "message": message}}, sort_keys=True))
     err.print(f"lakeslice: error: {message}", markup=False, soft_wrap=True)
@@ -123,29 +153,15 @@ def _missing_extra(exc: BaseException | None) -> str:
     " (pip install 'lakeslice[chdb]')"
     """
     while exc is not None:
-        if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in EXTRAS:
-            return f" (pip install 'lakeslice[{EXTRAS[exc.name.split('.')[0]]}]')"
+        package = (exc.name or "").split(".")[0] if isinstance(exc, ModuleNotFoundError) else ""
+        if package in EXTRAS:
+            return f" (pip install 'lakeslice[{EXTRAS[package]}]')"
         exc = exc.__cause__ or exc.__context__
     return ""
 
 
-def _scrub(message: str) -> str:
-    """Last line of defence: no password from the environment or a URL reaches the screen."""
-    for name in ("LAKESLICE_CLICKHOUSE_PASSWORD", "CLICKHOUSE_PASSWORD"):
-        secret = os.environ.get(name)
-        if secret:
-            message = message.replace(secret, "***")
-    from .sources import redact
-
-    return " ".join(redact(word) if "://" in word else word for word in message.split(" "))
-
-
 def _check_config(data: dict[str, Any], config: str) -> None:
     """The config must fit the shipped schema (unknown keys, wrong JSON types: exit 2)."""
-    import jsonschema
-
-    from . import json_schema
-
     validator = jsonschema.Draft202012Validator(json_schema("config"))
     error = next(iter(sorted(validator.iter_errors(data), key=lambda e: list(e.path))), None)
     if error is not None:
@@ -232,9 +248,6 @@ def export(
         for name, value in (("alerts", alerts), ("interval", interval), ("window", window)):
             if value in (None, ""):
                 raise InputError(f"missing option --{name}")
-        from .export import export_run_slices
-        from .render import progress_bar, render_export
-
         with progress_bar(enabled=fmt != "json") as progress:
             result = export_run_slices(
                 alerts,
@@ -254,13 +267,13 @@ def export(
                 progress=progress,
             )
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line
-        _fail(exc, fmt)
+        _fail(exc, fmt, source=source)
     for warning in result.warnings:
         err.print(f"lakeslice: warning: {warning}", markup=False, soft_wrap=True, style="bold yellow")
     if fmt == "json":
         typer.echo(json.dumps(result.to_json(), sort_keys=True))
     else:
-        render_export(result, source=_scrub(source or f"chdb://{Path(data_root) / 'chdb'}"))
+        render_export(result, source=redact(source or f"chdb://{Path(data_root) / 'chdb'}", urls=[source]))
 
 
 @app.command()
@@ -286,9 +299,6 @@ def corpus(
     """Export a chain's candles of one interval by UTC day into the corpus tree."""
     fmt = format.value
     try:
-        from .corpus import export_corpus, read_mints
-        from .render import progress_bar, render_corpus
-
         with progress_bar(enabled=fmt != "json") as progress:
             result = export_corpus(
                 interval=interval,
@@ -304,7 +314,7 @@ def corpus(
                 progress=progress,
             )
     except Exception as exc:  # noqa: BLE001
-        _fail(exc, fmt)
+        _fail(exc, fmt, source=source)
     if fmt == "json":
         typer.echo(json.dumps(result.to_json(), sort_keys=True))
     else:
@@ -326,9 +336,6 @@ def verify(
     1 on any. Counts are over the files listed in each seal (slices, coverage and alerts).
     """
     try:
-        from .lake.verify import verify_root
-        from .render import render_verify, verify_json
-
         reports = verify_root(path)
     except Exception as exc:  # noqa: BLE001
         _fail(exc, format.value)
@@ -351,8 +358,6 @@ def show(
     A run directory: spec, source, coverage, files and a histogram of candles per alert. A
     runs directory or data root: one line per run (as ``ls``), then the corpus days if any."""
     try:
-        from .render import render_show, show_json
-
         if format == Format.json:
             typer.echo(json.dumps(show_json(path), sort_keys=True))
         else:
@@ -372,9 +377,6 @@ def ls_runs(
     One line per run: id, created, spec, alerts kept/dropped, candle rows, sealed files and
     bytes, sealed or not, content_sha256."""
     try:
-        from .lake.catalog import list_runs
-        from .render import render_runs
-
         runs = list_runs(path)
         if format == Format.json:
             typer.echo(json.dumps({"runs": runs.to_dicts()}, sort_keys=True))

@@ -11,13 +11,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import polars as pl
 
 from .export import _fetch, bucket_groups
 from .lake import layout
 from .lake.commit import Commit
-from .lake.manifest import LAKE_VERSION, content_sha256, created_at, exporter, files_section
+from .lake.manifest import LAKE_VERSION, DaySeal, content_sha256, created_at, exporter, files_section
 from .lake.writer import FileEntry, write_buckets
 from .progress import NoProgress, Progress
 from .sources import Source, open_source
@@ -34,10 +35,22 @@ log = logging.getLogger("lakeslice")
 DAY_MS = 86_400_000
 
 
+class DaySummary(TypedDict):
+    """One exported day in the ``--format json`` result."""
+
+    date: str
+    rows: int
+    bytes: int
+    files: list[str]
+    content_sha256: str
+
+
 @dataclass
 class CorpusResult:
+    """What ``export_corpus`` did: the days it sealed, rows fetched, seconds."""
+
     root: Path
-    days: list[dict] = field(default_factory=list)
+    days: list[DaySummary] = field(default_factory=list)
     rows_fetched: int = 0
     seconds: float = 0.0
 
@@ -103,8 +116,11 @@ def export_corpus(
 ) -> CorpusResult:
     """Export every candle in ``[date_from, date_to)`` (UTC days) into the corpus tree.
 
-    >>> export_corpus(interval="1m", date_from="2024-01-01", date_to="2024-01-02",  # doctest: +SKIP
-    ...               source="parquet://fixtures/candles.parquet", data_root="data")
+    >>> import tempfile
+    >>> res = export_corpus(interval="1m", date_from="2024-01-01", date_to="2024-01-02",
+    ...                     source="parquet://fixtures/candles.parquet", data_root=tempfile.mkdtemp())
+    >>> [(d["date"], d["rows"], len(d["files"])) for d in res.days]
+    [('2024-01-01', 743, 4)]
     """
     started = time.perf_counter()
     interval_s = parse_interval(interval)
@@ -163,7 +179,7 @@ def _export_day(
     compression: str,
     target_bytes: int,
     mints: list[str] | None,
-) -> tuple[dict, int]:
+) -> tuple[DaySummary, int]:
     start, end = day_bounds(day)
     text = format_interval(interval_s)
     final = layout.day_dir(data_root, text, day.isoformat())
@@ -207,7 +223,7 @@ class _DaySpec:
     interval_s: int
 
 
-def _day_seal(day: dt.date, interval_s: int, chain: str, src: Source, files: list[FileEntry]) -> dict:
+def _day_seal(day: dt.date, interval_s: int, chain: str, src: Source, files: list[FileEntry]) -> DaySeal:
     stamp = created_at()
     return {
         "lake_version": LAKE_VERSION,

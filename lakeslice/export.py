@@ -8,7 +8,7 @@ import secrets
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -17,9 +17,11 @@ import pyarrow as pa
 
 from .alerts import normalize_alerts, read_alerts
 from .lake import layout
+from .lake.catalog import run_warnings
 from .lake.commit import Commit
 from .lake.manifest import (
     LAKE_VERSION,
+    Manifest,
     content_sha256,
     created_at,
     exporter,
@@ -28,10 +30,11 @@ from .lake.manifest import (
 from .lake.writer import FileEntry, FileSink, write_buckets, write_file
 from .options import ExportOptions, RunSpec
 from .progress import NoProgress, Progress
-from .sources import CandleRequest, Source, open_source, retryable
+from .sources import CANDLE_SCHEMA, CandleRequest, Source, open_source, retryable
 from .spec import RunError, Window, check_run_id
 from .transforms import (
     COVERAGE_COLUMNS,
+    COVERAGE_SCHEMA,
     DEDUP_RULE,
     alert_windows,
     coverage_of,
@@ -52,11 +55,12 @@ FETCH_ATTEMPTS = 3
 
 @dataclass
 class ExportResult:
+    """A sealed run: its directory, its manifest, rows fetched and seconds taken."""
+
     run_dir: Path
-    manifest: dict
+    manifest: Manifest
     rows_fetched: int = 0
     seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
 
     @property
     def manifest_path(self) -> Path:
@@ -87,8 +91,6 @@ class ExportResult:
     @property
     def warnings(self) -> list[str]:
         """Why this run, though sealed, is likely useless (no alert kept, no candle): loud, not fatal."""
-        from .lake.catalog import run_warnings
-
         return run_warnings(self.manifest, rows_fetched=self.rows_fetched)
 
 
@@ -125,8 +127,12 @@ def export_run_slices(
 
     Options are those of :class:`lakeslice.options.ExportOptions` (the CLI's flags).
 
-    >>> res = export_run_slices("fixtures/alerts.csv", interval="1m",  # doctest: +SKIP
-    ...                         window="pre5_post10", source="parquet://fixtures/candles.parquet")
+    >>> import tempfile
+    >>> res = export_run_slices("fixtures/alerts.csv", interval="1m", window="pre5_post10",
+    ...                         source="parquet://fixtures/candles.parquet",
+    ...                         data_root=tempfile.mkdtemp(), run_id="doc")
+    >>> res.run_dir.name, res.manifest["outputs"]["slices"]["rows"], res.manifest["coverage"]["partial"]
+    ('run_id=doc', 75, 7)
     """
     started = time.perf_counter()
     progress = progress or NoProgress()
@@ -275,8 +281,6 @@ def prefetched(groups: list[list[str]], fetch: Callable[[list[str]], pl.DataFram
 
 
 def _empty_coverage() -> pl.DataFrame:
-    from .transforms import COVERAGE_SCHEMA
-
     return pl.DataFrame(schema=COVERAGE_SCHEMA)
 
 
@@ -296,8 +300,6 @@ def _fetch(src: Source, spec: RunSpec, ranges: pl.DataFrame, group: list[str]) -
 
 def _frame_of(batches: list[pa.RecordBatch]) -> pl.DataFrame:
     """One frame; ``mint`` as Polars Categorical when the source sent a dictionary."""
-    from .sources import CANDLE_SCHEMA
-
     if not batches:
         return pl.from_arrow(CANDLE_SCHEMA.empty_table())
     return pl.from_arrow(pa.Table.from_batches(batches))
@@ -363,7 +365,7 @@ def _manifest(
     alerts_entry: FileEntry,
     files: list[FileEntry],
     coverage_df: pl.DataFrame,
-) -> dict:
+) -> Manifest:
     stamp = created_at()
     slices = [f for f in files if f.path.startswith("slices/")]
     status = coverage_df["status"].value_counts()

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 from rich.console import Console
@@ -14,6 +15,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
+
+from .corpus import CorpusResult
+from .export import ExportResult
+from .lake.catalog import corpus_days, existing, kind_of, list_runs, run_warnings, source_name
+from .lake.manifest import CoverageSummary, Sealed, read_manifest
+from .lake.verify import VerifyReport, verify_day
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -93,16 +100,14 @@ def _pairs(title: str) -> Table:
     return table
 
 
-def sealed_counts(manifest: dict) -> tuple[int, int, int]:
+def sealed_counts(manifest: Sealed) -> tuple[int, int, int]:
     """Files, rows and bytes of every file the seal lists: exactly what ``verify`` counts."""
     files = manifest.get("files", [])
     return len(files), sum(int(f["rows"]) for f in files), sum(int(f["bytes"]) for f in files)
 
 
-def render_export(result, *, source: str | None = None) -> None:
+def render_export(result: ExportResult, *, source: str | None = None) -> None:
     """The summary of an export on stdout; ``source`` is the URL it read (password-free)."""
-    from .lake.catalog import source_name
-
     m = result.manifest
     s = m["outputs"]["slices"]
     c = m["coverage"]
@@ -125,16 +130,16 @@ def render_export(result, *, source: str | None = None) -> None:
     out.print(f"content_sha256 {m['content_sha256']}", markup=False, soft_wrap=True)
 
 
-def _kept(c: dict) -> str:
+def _kept(c: CoverageSummary) -> str:
     strict = f" (strict: pre >= {c['min_required_pre']}, total >= {c['target_total']})" if c["strict"] else ""
     return f"{c['kept_events']:,} / {c['dropped_events']:,}{strict}"
 
 
-def _report_kind(report) -> str:
+def _report_kind(report: VerifyReport) -> str:
     return "day" if Path(report.run_dir).name.startswith("date=") else "run"
 
 
-def render_verify(reports) -> bool:
+def render_verify(reports: list[VerifyReport]) -> bool:
     """One line per run or day, every problem on stderr, a summary line; True when any failed."""
     for r in reports:
         if r.ok:
@@ -156,7 +161,7 @@ def render_verify(reports) -> bool:
     return summary["failed"] > 0
 
 
-def verify_json(reports) -> dict:
+def verify_json(reports: list[VerifyReport]) -> dict[str, Any]:
     """``verify --format json``: every run/day checked, its problems, and a summary."""
     checked = [
         {
@@ -170,30 +175,36 @@ def verify_json(reports) -> dict:
         }
         for r in reports
     ]
-    failed = sum(1 for c in checked if not c["ok"])
+    failed = sum(1 for r in reports if not r.ok)
     return {
         "ok": failed == 0,
         "checked": checked,
         "summary": {
-            "runs": sum(1 for c in checked if c["kind"] == "run"),
-            "days": sum(1 for c in checked if c["kind"] == "day"),
-            "ok": len(checked) - failed,
+            "runs": sum(1 for r in reports if _report_kind(r) == "run"),
+            "days": sum(1 for r in reports if _report_kind(r) == "day"),
+            "ok": len(reports) - failed,
             "failed": failed,
-            "problems": sum(len(c["problems"]) for c in checked),
+            "problems": sum(len(r.problems) for r in reports),
         },
     }
 
 
 def histogram(values: pl.Series, *, bins: int = 10, width: int = 40) -> list[str]:
-    """A small text histogram of integer values."""
+    """A small text histogram of integer values: one line per non-empty bin.
+
+    >>> for line in histogram(pl.Series([1, 1, 2, 9]), bins=3, width=4):
+    ...     print(line)
+           1–3        ████ 3
+           7–9        █ 1
+    """
     if values.len() == 0:
         return ["(no alerts)"]
-    lo, hi = int(values.min()), int(values.max())
+    lo, hi = values.to_frame("v").select(lo=pl.col("v").min(), hi=pl.col("v").max()).row(0)
     step = max(1, -(-(hi - lo + 1) // bins))
     counts = (
         pl.DataFrame({"v": values}).with_columns(b=((pl.col("v") - lo) // step)).group_by("b").len().sort("b")
     )
-    peak = max(counts["len"].max(), 1)
+    peak = max(counts.select(pl.col("len").max()).item(), 1)
     lines = []
     for b, n in counts.iter_rows():  # one line per bin (≤ bins), not per row
         start = lo + b * step
@@ -204,8 +215,6 @@ def histogram(values: pl.Series, *, bins: int = 10, width: int = 40) -> list[str
 
 def render_show(path: Path) -> None:
     """A run's summary, or the runs (and corpus days) of a runs directory, data root or corpus."""
-    from .lake.catalog import corpus_days, existing, kind_of, list_runs
-
     path = existing(path)
     kind = kind_of(path)
     if kind == "run":
@@ -218,9 +227,6 @@ def render_show(path: Path) -> None:
 
 
 def _render_run(path: Path) -> None:
-    from .lake.catalog import run_warnings, source_name
-    from .lake.manifest import read_manifest
-
     m = read_manifest(path)
     s, c, spec = m["outputs"]["slices"], m["coverage"], m["slice_spec"]
     table = _pairs(f"run {m['run_id']} ({m['created_at']})")
@@ -280,15 +286,11 @@ def render_runs(runs: pl.DataFrame, *, title: str) -> None:
             out.print(f"  {run_id}  {sha}", markup=False, soft_wrap=True)
 
 
-def show_json(path: Path) -> dict:
+def show_json(path: Path) -> dict[str, Any]:
     """``show --format json``: a run's manifest and sealed counts, or the runs and days listed."""
-    from .lake.catalog import corpus_days, existing, kind_of, list_runs, run_warnings
-    from .lake.manifest import read_manifest
-    from .lake.verify import verify_day
-
     path = existing(path)
     kind = kind_of(path)
-    doc: dict = {"kind": kind, "path": str(path)}
+    doc: dict[str, Any] = {"kind": kind, "path": str(path)}
     if kind == "run":
         m = read_manifest(path)
         files, rows, size = sealed_counts(m)
@@ -301,7 +303,7 @@ def show_json(path: Path) -> dict:
     return doc
 
 
-def _day_json(day: Path, report) -> dict:
+def _day_json(day: Path, report: VerifyReport) -> dict[str, Any]:
     return {
         "date": day.name.removeprefix("date="),
         "path": str(day),
@@ -314,9 +316,6 @@ def _day_json(day: Path, report) -> dict:
 
 
 def _render_corpus(path: Path, days: list[Path] | None = None) -> None:
-    from .lake.catalog import corpus_days
-    from .lake.verify import verify_day
-
     table = Table(title=f"corpus {path}", title_justify="left")
     for col in ("day", "sealed", "sealed files", "rows", "bytes"):
         table.add_column(col, overflow="fold")
@@ -327,7 +326,7 @@ def _render_corpus(path: Path, days: list[Path] | None = None) -> None:
     out.print(table)
 
 
-def render_corpus(result) -> None:
+def render_corpus(result: CorpusResult) -> None:
     table = Table(title=f"corpus {result.root}", title_justify="left")
     for col in ("day", "files", "rows", "bytes"):
         table.add_column(col)

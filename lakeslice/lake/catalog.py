@@ -14,14 +14,15 @@ alerts), which is what ``verify`` recomputes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
 import polars as pl
 
-from ..spec import InputError, RunError
+from ..errors import InputError, RunError
 from .layout import MANIFEST
-from .manifest import read_manifest
+from .manifest import Manifest, read_manifest
 
 Kind = Literal["run", "runs", "root", "corpus"]
 
@@ -126,7 +127,7 @@ def run_row(run_dir: Path) -> dict:
     return row
 
 
-def source_name(snapshot: dict) -> str:
+def source_name(snapshot: Mapping[str, object]) -> str:
     """A short name of where a run read its candles, from its manifest's source snapshot.
 
     >>> source_name({"kind": "clickhouse", "host": "ch:9000", "database": "q", "table": "t"})
@@ -163,7 +164,7 @@ __all__ = [
 ]
 
 
-def run_warnings(manifest: dict, *, rows_fetched: int | None = None) -> list[str]:
+def run_warnings(manifest: Manifest, *, rows_fetched: int | None = None) -> list[str]:
     """What makes a sealed run useless: no alert kept, or no candle in any kept window.
 
     >>> m = {"coverage": {"kept_events": 0, "dropped_events": 3, "strict": True,

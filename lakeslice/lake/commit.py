@@ -149,8 +149,8 @@ class Commit:
 
     def _clean_stale(self) -> None:
         # We hold the lock: any staging or trash of this name belongs to a dead export.
-        # FIX: match only "<key>.<8 hex>[.old]": a bare "<key>.*" also matched the live staging
-        # of another run whose id extends this one with a dot (run "a" vs run "a.b").
+        # Only "<key>.<8 hex>[.old]": "<key>.*" alone would also match the live staging of a run
+        # whose id extends this one with a dot (run "a" vs run "a.b").
         own = re.compile(re.escape(self.key) + r"\.[0-9a-f]{8}(\.old)?")
         for p in (self.work / ".staging").glob(f"{self.key}.*"):
             if own.fullmatch(p.name):

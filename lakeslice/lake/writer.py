@@ -14,7 +14,7 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -33,9 +33,6 @@ class FileEntry:
     rows: int
     bytes: int
     sha256: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def encode_parquet(frame: pl.DataFrame, *, compression: str) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,13 +11,13 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
+from ..errors import InputError, RunError, one_line
 from ..lake.layout import corpus_dir
-from ..spec import InputError, RunError, format_interval
-from ..transforms import normalize_candles
-from .base import CANDLE_SCHEMA, CandleRequest
+from ..spec import format_interval
+from ..transforms import mint_bucket, normalize_candles
+from .base import CANDLE_SCHEMA, CandleRequest, SourceInfo
 
 _HIVE_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=")
-_DAY_MS = 86_400_000
 
 
 class ParquetSource:
@@ -31,7 +32,7 @@ class ParquetSource:
         self.corpus = corpus
         self.label = "corpus:ohlcv" if corpus else f"parquet:{self.path.name}"
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> SourceInfo:
         kind = "corpus" if self.corpus else "parquet"
         return {"kind": kind, "host": None, "database": None, "table": self.path.name}
 
@@ -101,8 +102,7 @@ class ParquetSource:
         try:
             yield
         except (pl.exceptions.PolarsError, OSError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise RunError(f"{self._root(interval_s)}: cannot read candles ({first})") from None
+            raise RunError(f"{self._root(interval_s)}: cannot read candles ({one_line(exc)})") from exc
 
 
 def _hidden(path: Path, root: Path) -> bool:
@@ -117,8 +117,6 @@ def _prune(lf: pl.LazyFrame, keys: set[str], request: CandleRequest) -> pl.LazyF
             lf = lf.filter(pl.col("date").is_between(lo, hi))
         return lf
     if "mint_bucket" in keys:
-        from ..transforms import mint_bucket
-
         buckets = request.ranges.select(mint_bucket("mint")).to_series().unique()
         lf = lf.filter(pl.col("mint_bucket").is_in(buckets.implode()))
     if "date" in keys:
@@ -139,6 +137,4 @@ def _prune(lf: pl.LazyFrame, keys: set[str], request: CandleRequest) -> pl.LazyF
 
 
 def _day(ms: int) -> str:
-    import datetime as dt
-
     return dt.datetime.fromtimestamp(ms // 1000, dt.timezone.utc).strftime("%Y-%m-%d")
