@@ -22,49 +22,20 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from support.cli import LAKESLICE, clean_env, export_args, run_cli
+from support.data import ALERTS_CSV, CANDLES_PQ, FIXTURES
 
 from lakeslice.options import ExportOptions
 from lakeslice.synthetic import BASE_TS, synthetic_candles
 
-REPO = Path(__file__).resolve().parent.parent
-FIXTURES = REPO / "fixtures"
-ALERTS_CSV = FIXTURES / "alerts.csv"
-CANDLES_PQ = FIXTURES / "candles.parquet"
-LAKESLICE = Path(sys.executable).parent / "lakeslice"
-HEX64 = re.compile(r"\b[0-9a-f]{64}\b")
+
+def run(*args: object, env: dict[str, str | None] | None = None, input: str | None = None):  # noqa: A002
+    """``lakeslice ARGS`` in a subprocess, in an 80-column terminal's width."""
+    return run_cli(*args, env={"COLUMNS": "80", **(env or {})}, input=input, timeout=300)
 
 
-def run(*args, env=None, input=None, cwd=None, timeout=300) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "COLUMNS": "80", **(env or {})}
-    full_env.pop("LAKESLICE_SOURCE", None)
-    return subprocess.run(
-        [str(LAKESLICE), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        input=input,
-        cwd=cwd,
-        timeout=timeout,
-    )
-
-
-def export(root: Path, run_id: str, *extra, window="pre10_post20", source=CANDLES_PQ):
-    return run(
-        "export",
-        "--alerts",
-        ALERTS_CSV,
-        "--interval",
-        "1m",
-        "--window",
-        window,
-        "--source",
-        f"parquet://{source}",
-        "--data-root",
-        root,
-        "--run-id",
-        run_id,
-        *extra,
-    )
+def export(root: Path, run_id: str, *extra: object, window: str = "pre10_post20"):
+    return run(*export_args(root, run_id, window=window, extra=extra))
 
 
 def one_line(text: str) -> str:
@@ -393,14 +364,14 @@ def expected_groups(mints: list[str], slots: int) -> int:
     return len(groups)
 
 
+@pytest.mark.slow
 def test_progress_shows_stage_and_total_before_the_first_group_ends(tmp_path):
     mints = [f"mint{i:04d}" for i in range(500)]
     alerts = tmp_path / "alerts.csv"
     pl.DataFrame({"mint": mints, "ts_ms": [BASE_TS * 1000 + 3_600_000] * len(mints)}).write_csv(alerts)
     total = expected_groups(mints, 5001)
     assert total >= 2
-    env = {**os.environ, "COLUMNS": "150", "TERM": "xterm"}
-    env.pop("LAKESLICE_SOURCE", None)
+    env = clean_env(COLUMNS="150", TERM="xterm")
     text = pty_transcript(
         [
             str(LAKESLICE),
@@ -438,8 +409,9 @@ def test_a_missing_optional_package_names_its_extra(tmp_path):
         f"sys.argv = ['lakeslice', 'export', '--alerts', {str(ALERTS_CSV)!r}, '--interval', '1m', "
         f"'--window', 'pre1_post1', '--data-root', {str(tmp_path)!r}]; main()"
     )
-    env = {k: v for k, v in os.environ.items() if k != "LAKESLICE_SOURCE"}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=clean_env(), timeout=120
+    )
     assert proc.returncode == 1, proc.stderr
     assert "pip install 'lakeslice[chdb]'" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1

@@ -9,13 +9,13 @@ there); ``<!-- readme-test: setup (why) -->`` marks the block this test performs
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support.cli import clean_env
 
 REPO = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(
@@ -53,10 +53,10 @@ def test_readme_marks_are_explained():
         assert b["mark"] is None or len(b["why"]) > 10
 
 
+@pytest.mark.slow
 def test_readme_walk(tmp_path):
     repo = repo_copy(tmp_path / "repo")
-    env = {k: v for k, v in os.environ.items() if k != "LAKESLICE_SOURCE"}
-    env["COLUMNS"] = "100"
+    env = clean_env(COLUMNS="100")
     ran = 0
     for b in blocks():
         if b["mark"] == "skip":
