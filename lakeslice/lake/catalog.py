@@ -8,8 +8,8 @@ Counts mean the same everywhere: ``rows`` are candle rows of the slice files;
 ``files`` and ``bytes`` count every file listed in the seal (slices, coverage and the normalized
 alerts), which is what ``verify`` recomputes.
 
->>> list_runs("fixtures").columns[:4]  # doctest: +SKIP
-['run_id', 'created_at', 'interval', 'window']
+>>> kind_of(Path("fixtures")), runs_dir_of(Path("data"))
+('run', PosixPath('data/lake/runs'))
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def existing(path: str | Path) -> Path:
 
     >>> existing("no/such/lake")
     Traceback (most recent call last):
-    lakeslice.spec.InputError: no/such/lake: no such file or directory
+    lakeslice.errors.InputError: no/such/lake: no such file or directory
     """
     path = Path(path)
     if not path.exists():
@@ -145,7 +145,9 @@ def list_runs(data_root: str | Path) -> pl.DataFrame:
     Columns: see :data:`RUNS_SCHEMA`. ``rows`` are slice (candle) rows; ``files`` and ``bytes``
     count every file of the seal. A missing path is an InputError.
 
-    >>> list_runs("data").select("run_id", "sealed", "rows")  # doctest: +SKIP
+    >>> runs = list_runs("fixtures")  # a directory that holds no lake: no runs, the same columns
+    >>> runs.height, runs.columns[:4]
+    (0, ['run_id', 'created_at', 'interval', 'window'])
     """
     path = existing(data_root)
     dirs = [path] if path.name.startswith("run_id=") else run_dirs(path)
