@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.install-stamp
 DATA    ?= data
 LOCK    := requirements.lock
 
-.PHONY: install lock clickhouse test test-fast demo bench lint clean
+.PHONY: install lock clickhouse chromium test test-fast demo bench lint clean
 
 install: $(STAMP)
 
@@ -32,7 +32,11 @@ lock:
 clickhouse:
 	bash scripts/ensure-clickhouse.sh
 
-test: install clickhouse lint
+# Debian's chromium for the report's browser test (installs with apt-get when root).
+chromium:
+	bash scripts/ensure-chromium.sh
+
+test: install clickhouse chromium lint
 	$(BIN)/python -m pytest
 
 # No ClickHouse server, no kill/crash or fuzz tests: the quick loop while developing.
