@@ -19,7 +19,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from ..errors import LakesliceError
+from ..errors import LakesliceError, RunError
+from .catalog import corpus_days, existing, kind_of, run_dirs
 from .commit import next_seal
 from .layout import MANIFEST, day_seal
 from .manifest import Sealed, content_sha256, read_seal
@@ -29,7 +30,7 @@ __all__ = [
     "VerifyReport",
     "verify_dir",
     "verify_day",
-    "verify_path",
+    "verify_root",
     "manifest_problems",
     "sha256_file",
 ]
@@ -291,30 +292,28 @@ def _guarded(run_dir: Path, *, seal: Path | None = None) -> VerifyReport:
         return VerifyReport(run_dir, problems=[str(exc)])
 
 
-def verify_path(path: str | Path) -> list[VerifyReport]:
-    """A run directory, or every run, corpus day and corpus seal found under ``path``.
+def verify_root(path: str | Path) -> list[VerifyReport]:
+    """Every run and every corpus day a path holds (a run, runs directory, data root or corpus).
 
-    Raises RunError when ``path`` is none of these (missing, or an unsealed run directory).
+    Under a root nothing stops at the first problem: each run or day gets its report, an
+    unsealed run included. A single run directory that is unsealed raises RunError, as
+    :func:`verify_dir` does. A missing path is an InputError (exit 2).
     """
-    path = Path(path)
-    if (path / MANIFEST).is_file() or not path.is_dir():
+    path = existing(path)
+    kind = kind_of(path)
+    if kind == "run":
         return [verify_dir(path)]
-    runs = sorted(p for p in _dirs(path, "run_id=*") if p.is_dir())
-    days = sorted(p for p in _dirs(path, "date=*") if p.is_dir() and "_seals" not in p.parts)
-    orphans = _orphan_seals(path, days)
-    if not runs and not days and not orphans:
-        return [verify_dir(path)]  # raises: unsealed run directory
-    reports = [_guarded(r) for r in runs]
-    reports += [verify_day(d) for d in days]
-    reports += [
-        VerifyReport(s, problems=[f"{s.name}: seal of a day whose directory is missing"]) for s in orphans
-    ]
-    return reports
-
-
-def _dirs(root: Path, pattern: str) -> list[Path]:
-    """Directories named ``pattern`` under root, outside hidden work areas (.staging, .locks)."""
-    return [p for p in root.rglob(pattern) if not any(s.startswith(".") for s in p.relative_to(root).parts)]
+    reports = []
+    for run in run_dirs(path) if kind in ("runs", "root") else []:
+        try:
+            reports.append(verify_dir(run))
+        except RunError as exc:  # unsealed or unreadable seal: a problem of this run
+            reports.append(VerifyReport(run, problems=[str(exc).removeprefix(f"{run}: ")]))
+    days = corpus_days(path) if kind in ("root", "corpus") else []
+    reports += [verify_day(day) for day in days]
+    # every seal must have its day (and verify_day gives every day its seal)
+    missing = "seal of a day whose directory is missing"
+    return reports + [VerifyReport(s, problems=[f"{s.name}: {missing}"]) for s in _orphan_seals(path, days)]
 
 
 def _orphan_seals(root: Path, days: list[Path]) -> list[Path]:
