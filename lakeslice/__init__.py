@@ -14,7 +14,7 @@ from importlib import resources
 
 from .alerts import normalize_alerts, read_alerts
 from .export import ExportResult, export_run_slices
-from .lake.read import scan_coverage, scan_run, scan_windows
+from .lake.read import scan_corpus, scan_coverage, scan_run, scan_windows
 from .lake.verify import verify_dir
 from .spec import InputError, LakesliceError, RunError, Window, parse_interval, parse_window
 from .transforms import (
@@ -57,6 +57,7 @@ __all__ = [
     "scan_run",
     "scan_windows",
     "scan_coverage",
+    "scan_corpus",
     "verify_dir",
     "json_schema",
     "LakesliceError",

@@ -259,7 +259,7 @@ def corpus(
 
 
 @app.command()
-def verify(run_dir: Path = typer.Argument(..., help="A run directory (or corpus root).")) -> None:
+def verify(run_dir: str = typer.Argument(..., help="A run directory or s3:// URL (or corpus root).")) -> None:
     """Recompute every hash and row count of a sealed run; exit 1 on any mismatch."""
     try:
         from .lake.verify import verify_path
@@ -273,7 +273,9 @@ def verify(run_dir: Path = typer.Argument(..., help="A run directory (or corpus 
 
 
 @app.command()
-def show(run_dir: Path = typer.Argument(..., help="A sealed run directory (or corpus root).")) -> None:
+def show(
+    run_dir: str = typer.Argument(..., help="A sealed run directory or s3:// URL (or corpus root)."),
+) -> None:
     """A human summary of a sealed run: spec, buckets, files, rows, coverage."""
     try:
         from .render import render_show

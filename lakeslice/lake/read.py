@@ -313,3 +313,102 @@ def _check_day(text: str, what: str) -> str:
         return dt.date.fromisoformat(str(text)).isoformat()
     except ValueError:
         raise InputError(f"{what} {text!r}: expected a date YYYY-MM-DD") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Verification on object storage (local directories: verify.py)
+
+
+def verify_url(url: str) -> list:
+    """Verify a sealed run, or every day of a corpus tree, at an ``s3://`` URL.
+
+    Every listed object is read and hashed (an ETag is no content hash); objects the seal does
+    not list are findings too.
+    """
+    from .verify import VerifyReport
+
+    head, sep, rest = url.rstrip("/").partition("/lake/corpus")
+    if sep:
+        return _verify_corpus_url(open_store(head), rest.strip("/"))
+    store = open_store(url)
+    report = VerifyReport(store.root)  # type: ignore[arg-type]
+    manifest = read_seal(store, MANIFEST, store.root)
+    _verify_files(report, sealed_files(store, "", manifest, store.root), manifest)
+    listed = {f["path"] for f in manifest["files"]} | {MANIFEST}
+    report.problems += [f"{k}: not listed in the seal" for k in store.list("") if k not in listed]
+    return [report]
+
+
+def _verify_files(report, files: list[SealedFile], seal: dict) -> None:
+    import pyarrow.parquet as pq
+
+    from .manifest import FileEntry, content_sha256
+
+    entries = [FileEntry(**f) for f in seal["files"]]
+    for f, entry in zip(files, entries, strict=True):
+        report.files += 1
+        report.rows += entry.rows
+        report.bytes += entry.bytes
+        try:
+            data = f.store.get(f.key)
+        except FileNotFoundError:
+            report.problems.append(f"{entry.path}: missing")
+            continue
+        digest = hashlib.sha256(data).hexdigest()
+        if len(data) != entry.bytes:
+            report.problems.append(f"{entry.path}: {len(data)} bytes, seal says {entry.bytes}")
+        elif digest != entry.sha256:
+            report.problems.append(f"{entry.path}: sha256 {digest[:12]}…, seal says {entry.sha256[:12]}…")
+        else:
+            try:
+                rows = pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
+            except Exception as exc:  # noqa: BLE001 - an unreadable footer is the finding
+                report.problems.append(f"{entry.path}: unreadable Parquet ({exc})")
+                continue
+            if rows != entry.rows:
+                report.problems.append(f"{entry.path}: {rows} rows, seal says {entry.rows}")
+    if seal.get("content_sha256") != content_sha256(entries):
+        report.problems.append("content_sha256 does not match its files")
+
+
+def _day_of_key(key: str) -> str:
+    """The day directory of a key below it.
+
+    >>> _day_of_key("lake/corpus/ohlcv/chain=a/interval=1m/date=2024-01-01/mint_bucket=00/part-0000.parquet")
+    'lake/corpus/ohlcv/chain=a/interval=1m/date=2024-01-01'
+    """
+    end = key.find("/", key.index("/date=") + 1)
+    return key if end == -1 else key[:end]
+
+
+def _verify_corpus_url(store: Store, rest: str) -> list:
+    """Each day under ``lake/corpus/<rest>`` against its seal; days without one are findings."""
+    from .verify import VerifyReport
+
+    levels = rest[len("ohlcv") :].strip("/") if rest.startswith("ohlcv") else ""
+    tree = "/".join(p for p in (f"{layout.LAKE}/corpus/ohlcv", levels) if p)
+    seals = "/".join(p for p in (f"{layout.LAKE}/corpus/_seals/ohlcv", levels) if p)
+    days = {_day_of_key(k) for k in store.list(tree + "/") if "/date=" in k}
+    sealed = {
+        k[: -len(".json")].replace(seals, tree, 1): k for k in store.list(seals + "/") if k.endswith(".json")
+    }
+    reports = []
+    for day in sorted(days | set(sealed)):
+        report = VerifyReport(store.url(day))  # type: ignore[arg-type]
+        reports.append(report)
+        if day not in sealed:
+            report.problems.append(f"{day.rsplit('/', 1)[-1]}: unsealed (no seal)")
+            continue
+        try:
+            seal = read_seal(store, sealed[day], store.url(day))
+        except RunError as exc:
+            report.problems.append(str(exc))
+            continue
+        _verify_files(report, sealed_files(store, day, seal, store.url(day)), seal)
+        listed = {f"{day}/{f['path']}" for f in seal["files"]}
+        report.problems += [
+            f"{k[len(day) + 1 :]}: not listed in the seal" for k in store.list(day + "/") if k not in listed
+        ]
+    if not reports:
+        raise RunError(f"{store.url(tree)}: no corpus days there")
+    return reports

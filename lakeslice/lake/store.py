@@ -334,7 +334,12 @@ class ObjectStore:
 
         try:
             return fn()
-        except (AlreadyExistsError, PreconditionError, FileNotFoundError):
+        except FileNotFoundError:
+            if what == "read":
+                raise
+            # a PUT or LIST answered 404: the bucket itself is missing
+            raise RunError(f"{self.url(key)}: cannot {what}: bucket {self.bucket!r} does not exist") from None
+        except (AlreadyExistsError, PreconditionError):
             raise
         except (PermissionDeniedError, UnauthenticatedError):
             raise RunError(
