@@ -100,8 +100,18 @@ def _run(run_dir: str | Path, verify: bool) -> tuple[Store, str, dict]:
         from .verify import verify_path
 
         for report in verify_path(run_dir):
-            if not report.ok:
-                raise RunError(f"{where}: does not verify: {report.problems[0]}")
+            if report.ok:
+                continue
+            try:
+                now = read_seal(store, MANIFEST, where)
+            except RunError:
+                now = None
+            if now != manifest:  # a new export replaced the run while it was being checked
+                raise RunError(
+                    f"{where}: changed since the seal was read (replaced by another "
+                    "export while verifying); read again"
+                )
+            raise RunError(f"{where}: does not verify: {report.problems[0]}")
     return store, where, manifest
 
 
