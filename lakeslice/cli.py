@@ -85,7 +85,12 @@ def _fail(exc: BaseException, fmt: str) -> None:
 
 def _scrub(message: str) -> str:
     """Last line of defence: no password from the environment or a URL reaches the screen."""
-    for name in ("LAKESLICE_CLICKHOUSE_PASSWORD", "CLICKHOUSE_PASSWORD"):
+    for name in (
+        "LAKESLICE_CLICKHOUSE_PASSWORD",
+        "CLICKHOUSE_PASSWORD",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    ):
         secret = os.environ.get(name)
         if secret:
             message = message.replace(secret, "***")

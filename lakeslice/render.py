@@ -136,6 +136,7 @@ def render_show(path: Path) -> None:
 
 
 def _render_corpus(path: Path) -> None:
+    from .lake.layout import hive_value
     from .lake.verify import verify_day
 
     table = Table(title=f"corpus {path}", title_justify="left")
@@ -144,7 +145,9 @@ def _render_corpus(path: Path) -> None:
     for day in sorted(p for p in path.rglob("date=*") if p.is_dir() and "_seals" not in p.parts):
         r = verify_day(day)  # shows what verify would say: sealed and intact, or why not
         sealed = "yes" if r.ok else f"[red]no[/] ({r.problems[0]})"
-        table.add_row(day.name[5:], sealed, str(r.files), f"{r.rows:,}", f"{r.bytes:,}")
+        table.add_row(
+            hive_value(day.name, "date") or day.name, sealed, str(r.files), f"{r.rows:,}", f"{r.bytes:,}"
+        )
     out.print(table)
 
 

@@ -237,10 +237,10 @@ def sealed_days(store: Store, chain: str, interval: str) -> dict[str, tuple[str,
     for tree, level in trees:
         seals = f"{layout.LAKE}/corpus/_seals/ohlcv/{level}interval={interval}/"
         for key in store.list(seals):
-            name = key[len(seals) :]
-            if "/" in name or not name.startswith("date=") or not name.endswith(".json"):
+            name = key.removeprefix(seals)
+            day = layout.hive_value(name.removesuffix(".json"), "date")
+            if "/" in name or not name.endswith(".json") or day is None:
                 continue
-            day = name[len("date=") : -len(".json")]
             days.setdefault(day, (f"{tree}/date={day}", key))
     return dict(sorted(days.items()))
 
