@@ -13,7 +13,8 @@ import json
 from importlib import resources
 
 from .alerts import normalize_alerts, read_alerts
-from .export import ExportResult, export_run_slices
+from .executor import Executor, LocalExecutor
+from .export import ExportResult, GroupResult, GroupTask, RunPlan, export_run_slices, plan_run, run_group
 from .lake.read import scan_corpus, scan_coverage, scan_run, scan_windows
 from .lake.verify import verify_dir
 from .spec import InputError, LakesliceError, RunError, Window, parse_interval, parse_window
@@ -54,6 +55,13 @@ __all__ = [
     "export_run_slices",
     "export_corpus",
     "ExportResult",
+    "plan_run",
+    "run_group",
+    "RunPlan",
+    "GroupTask",
+    "GroupResult",
+    "Executor",
+    "LocalExecutor",
     "scan_run",
     "scan_windows",
     "scan_coverage",

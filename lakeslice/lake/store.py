@@ -248,6 +248,10 @@ class ObjectStore:
         retry = {"max_retries": 3, "retry_timeout": dt.timedelta(seconds=30)}
         self._s3 = S3Store(bucket, prefix=self.prefix or None, retry_config=retry)
 
+    def __reduce__(self):
+        # rebuilt from the root on the other side (an executor's worker reads its own AWS_*)
+        return (ObjectStore, (self.root,))
+
     @property
     def storage_options(self) -> dict[str, str]:
         """The ``AWS_*`` environment as Polars/object_store keys (lowercase)."""
