@@ -209,3 +209,23 @@ def test_corpus_from_a_date_partitioned_tree(tmp_path, form):
     a = ls.scan_corpus(first, interval="1m").collect().drop("source").sort("mint", "ts")
     b = ls.scan_corpus(tmp_path / "second", interval="1m").collect().drop("source").sort("mint", "ts")
     assert a.equals(b) and a.height == len(rows)
+
+
+def test_unsealed_day_is_refused_not_skipped(tmp_path):
+    """A day without its seal (being re-exported) makes readers of it fail, never answer less."""
+    rows = source_rows(["MintA", "MintB"], days=3)
+    src = f"parquet://{write_source(tmp_path / 'src.parquet', rows)}"
+    root = tmp_path / "root"
+    assert corpus(root, src, date_to="2024-01-04").exit_code == 0
+    (root / "lake/corpus/_seals/ohlcv/chain=solana/interval=1m/date=2024-01-02.json").unlink()
+    with pytest.raises(ls.RunError, match="date=2024-01-02: unsealed"):
+        ls.scan_corpus(root, interval="1m")
+    day1 = ls.scan_corpus(root, interval="1m", start="2024-01-01", end="2024-01-02").collect()
+    assert day1.height == len(rows) // 3 and set(day1["date"]) == {"2024-01-01"}
+    alerts = tmp_path / "alerts.csv"
+    alerts.write_text(f"alert_id,mint,ts_ms\na1,MintA,{(DAY0 + 86400 + 60) * 1000}\n")
+    res = cli(
+        "export", "--alerts", alerts, "--interval", "1m", "--window", "pre5_post5",
+        "--source", f"corpus://{root}", "--data-root", tmp_path / "runs", "--run-id", "x",
+    )  # fmt: skip
+    assert res.exit_code == 1 and "unsealed" in res.stderr, res.stderr

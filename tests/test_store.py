@@ -45,6 +45,7 @@ def test_store_operations(store):
     assert store.list("a/") == ["a/b/one.bin", "a/two.bin"]
     assert store.list("a/b/") == ["a/b/one.bin"]
     assert store.exists("a/b/one.bin") and not store.exists("a/b/none")
+    assert store.children("a/") == ["a/b"] and store.children("none/") == []
     with pytest.raises(FileNotFoundError):
         store.get("a/none")
     assert store.put_if_absent("a/b/one.bin", b"x") is False and store.get("a/b/one.bin") == b"1"

@@ -230,7 +230,12 @@ def sealed_days(store: Store, chain: str, interval: str) -> dict[str, tuple[str,
     Corpora written before the ``chain=`` level are read as chain ``solana``: their days count
     where the chain tree has no seal of the same date.
     """
-    days: dict[str, tuple[str, str]] = {}
+    return {day: (key, seal) for day, (key, seal) in corpus_days(store, chain, interval).items() if seal}
+
+
+def corpus_days(store: Store, chain: str, interval: str) -> dict[str, tuple[str, str | None]]:
+    """Every day of a corpus tree, sealed or not: ``date → (day key, seal key or None)``."""
+    days: dict[str, tuple[str, str | None]] = {}
     trees = [(layout.corpus_key(chain, interval), f"chain={chain}/")]
     if chain == layout.LEGACY_CHAIN:
         trees.append((layout.legacy_corpus_key(interval), ""))
@@ -241,7 +246,12 @@ def sealed_days(store: Store, chain: str, interval: str) -> dict[str, tuple[str,
             day = layout.hive_value(name.removesuffix(".json"), "date")
             if "/" in name or not name.endswith(".json") or day is None:
                 continue
-            days.setdefault(day, (f"{tree}/date={day}", key))
+            if days.get(day, (None, None))[1] is None:
+                days[day] = (f"{tree}/date={day}", key)
+        for key in store.children(tree + "/"):
+            day = layout.hive_value(key.rsplit("/", 1)[-1], "date")
+            if day is not None:
+                days.setdefault(day, (key, None))
     return dict(sorted(days.items()))
 
 
@@ -255,13 +265,21 @@ def corpus_files(
     days: list[str] | None = None,
     buckets: set[str] | None = None,
 ) -> list[SealedFile]:
-    """The sealed files of the corpus days overlapping ``[start_ms, end_ms)`` (or ``days``)."""
+    """The sealed files of the corpus days overlapping ``[start_ms, end_ms)`` (or ``days``).
+
+    A day in the selection without a seal (being re-exported) is refused, never skipped.
+    """
     out = []
-    for day, (key, seal_key) in sealed_days(store, chain, interval).items():
+    for day, (key, seal_key) in corpus_days(store, chain, interval).items():
         if days is not None and day not in days:
             continue
         if start_ms is not None and end_ms is not None and not _overlaps(day, start_ms, end_ms):
             continue
+        if seal_key is None:
+            raise RunError(
+                f"{store.url(key)}: unsealed (being re-exported, or left by a failed export); "
+                "readers refuse it"
+            )
         seal = read_seal(store, seal_key, store.url(key))
         files = sealed_files(store, key, seal, store.url(key), extra={"date": day})
         out += [f for f in files if buckets is None or dict(f.parts).get("mint_bucket") in buckets]
@@ -304,15 +322,9 @@ def scan_corpus(
 
     text = format_interval(parse_interval(interval))
     store = open_store(data_root)
-    lo = day_number(_check_day(start, "start")) * DAY_MS if start else None
-    hi = day_number(_check_day(end, "end")) * DAY_MS if end else None
-    files = corpus_files(store, chain=chain, interval=text)
-    files = [
-        f
-        for f in files
-        if (lo is None or day_number(dict(f.parts)["date"]) * DAY_MS >= lo)
-        and (hi is None or day_number(dict(f.parts)["date"]) * DAY_MS < hi)
-    ]
+    lo = day_number(_check_day(start, "start")) * DAY_MS if start else -(2**62)
+    hi = day_number(_check_day(end, "end")) * DAY_MS if end else 2**62
+    files = corpus_files(store, chain=chain, interval=text, start_ms=lo, end_ms=hi)
     return scan_files(files, dict(SLICE_SCHEMA), ("date", "mint_bucket"))
 
 

@@ -73,6 +73,10 @@ class Store(Protocol):
         """Remove ``keys`` (missing ones are fine)."""
         ...
 
+    def children(self, prefix: str) -> list[str]:
+        """The keys of the "directories" right below ``prefix`` (not recursive), sorted."""
+        ...
+
     def arrow_filesystem(self) -> tuple[Any, str]:
         """A pyarrow filesystem and the path of the data root in it."""
         ...
@@ -155,6 +159,12 @@ class LocalStore:
     def delete(self, keys: list[str]) -> None:
         for key in keys:
             self.path(key).unlink(missing_ok=True)
+
+    def children(self, prefix: str) -> list[str]:
+        top = self.path(prefix)
+        if not top.is_dir():
+            return []
+        return sorted(p.relative_to(self.base).as_posix() for p in top.iterdir() if p.is_dir())
 
     def arrow_filesystem(self) -> tuple[Any, str]:
         from pyarrow import fs
@@ -322,6 +332,13 @@ class ObjectStore:
         for i in range(0, len(keys), 1000):
             batch = keys[i : i + 1000]
             self._call("delete", batch[0] if batch else "", lambda b=batch: obstore.delete(self._s3, b))
+
+    def children(self, prefix: str) -> list[str]:
+        import obstore
+
+        where = prefix.rstrip("/") or None
+        found = self._call("list", prefix, lambda: obstore.list_with_delimiter(self._s3, where))
+        return sorted(p.rstrip("/") for p in found["common_prefixes"])
 
     def arrow_filesystem(self) -> tuple[Any, str]:
         return s3_filesystem(), f"{self.bucket}/{self.prefix}".rstrip("/")
