@@ -321,3 +321,22 @@ def test_corpus_on_s3_matches_local_and_feeds_corpus_source(bucket, tmp_path):
             ls.scan_corpus(tmp_path, interval="1m").collect().sort("mint", "ts").write_csv().encode()
         ).hexdigest()
     )
+
+
+def test_failed_overwrite_keeps_the_old_run_sealed(bucket, tmp_path):
+    """An --overwrite that fails while fetching leaves the old run sealed and intact."""
+    import lakeslice as ls
+
+    root = f"s3://{bucket}/f"
+    url = f"{root}/lake/runs/run_id=f"
+    first = run(*export_args(root, "f"))
+    assert first.returncode == 0, first.stderr
+    before = objects(bucket, "f/lake/runs/run_id=f")
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 not parquet PAR1")
+    failed = run(*export_args(root, "f", source=broken, extra=["--overwrite"]))
+    assert failed.returncode == 1, failed.stderr
+    assert objects(bucket, "f/lake/runs/run_id=f") == before
+    assert not [k for k in objects(bucket, "f/lake") if "/.staging/" in k or "/.locks/" in k]
+    assert run("verify", url).returncode == 0
+    assert ls.scan_run(url).collect().height == json.loads(first.stdout)["total_rows"]

@@ -77,6 +77,10 @@ class Store(Protocol):
         """The keys of the "directories" right below ``prefix`` (not recursive), sorted."""
         ...
 
+    def copy(self, src: str, dst: str) -> None:
+        """Copy an object within the store (server-side on object storage)."""
+        ...
+
     def arrow_filesystem(self) -> tuple[Any, str]:
         """A pyarrow filesystem and the path of the data root in it."""
         ...
@@ -159,6 +163,9 @@ class LocalStore:
     def delete(self, keys: list[str]) -> None:
         for key in keys:
             self.path(key).unlink(missing_ok=True)
+
+    def copy(self, src: str, dst: str) -> None:
+        self.put(dst, self.get(src))
 
     def children(self, prefix: str) -> list[str]:
         top = self.path(prefix)
@@ -332,6 +339,11 @@ class ObjectStore:
         for i in range(0, len(keys), 1000):
             batch = keys[i : i + 1000]
             self._call("delete", batch[0] if batch else "", lambda b=batch: obstore.delete(self._s3, b))
+
+    def copy(self, src: str, dst: str) -> None:
+        import obstore
+
+        self._call("copy", dst, lambda: obstore.copy(self._s3, src, dst))
 
     def children(self, prefix: str) -> list[str]:
         import obstore
