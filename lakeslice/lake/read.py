@@ -17,11 +17,14 @@ from pathlib import Path
 
 import polars as pl
 
+from ..executor import LocalExecutor
 from ..spec import InputError, RunError
 from . import layout
 from .layout import ALERTS, COVERAGE, MANIFEST
 from .store import Store, open_store, scheme_of
 
+#: Files read, hashed and decoded ahead of the one being yielded.
+READ_AHEAD = 4
 # Directory names like mint_bucket=00 would otherwise be inferred as integers.
 HIVE_SCHEMA = {"mint_bucket": pl.String, "date": pl.String}
 DAY_MS = 86_400_000
@@ -129,22 +132,21 @@ def scan_files(
 
     def source(with_columns, predicate, n_rows, batch_size) -> Iterator[pl.DataFrame]:
         wanted = with_columns or list(full)
-        left = n_rows
-        for f in files:
+        names = set(predicate.meta.root_names()) if predicate is not None else set()
+        on_keys_only = predicate is not None and bool(keys) and names <= set(keys)
+        # at least one column, so a frame of only partition values has the file's rows
+        data_cols = [c for c in dict.fromkeys([*wanted, *names]) if c not in keys] or [next(iter(schema))]
+
+        def load(f: SealedFile) -> pl.DataFrame:
             parts = dict(f.parts)
-            values = pl.DataFrame({k: [parts.get(k)] for k in keys}, schema={k: pl.String for k in keys})
-            if predicate is not None and keys and set(predicate.meta.root_names()) <= set(keys):
-                if not values.filter(predicate).height:
-                    continue
-            data_cols = [c for c in wanted if c not in keys]
-            if predicate is not None:
-                data_cols += [c for c in predicate.meta.root_names() if c not in keys and c not in data_cols]
-            # at least one column, so a frame of only partition values has the file's rows
-            frame = pl.read_parquet(io.BytesIO(f.read()), columns=data_cols or [next(iter(schema))])
+            frame = pl.read_parquet(io.BytesIO(f.read()), columns=data_cols)
             frame = frame.with_columns(pl.lit(parts.get(k), pl.String).alias(k) for k in keys)
-            if predicate is not None:
-                frame = frame.filter(predicate)
-            frame = frame.select(wanted)
+            return (frame.filter(predicate) if predicate is not None else frame).select(wanted)
+
+        chosen = [f for f in files if not on_keys_only or _keeps(f, keys, predicate)]
+        left = n_rows
+        # a few files read, hashed and decoded ahead (in order, bounded): I/O and hashing overlap
+        for frame in LocalExecutor(workers=READ_AHEAD).map(load, chosen):
             if left is not None:
                 frame = frame.head(left)
                 left -= frame.height
@@ -153,6 +155,13 @@ def scan_files(
                 return
 
     return register_io_source(source, schema=full, explain_name="lakeslice", is_pure=True)
+
+
+def _keeps(f: SealedFile, keys: tuple[str, ...], predicate: pl.Expr) -> bool:
+    """Whether a filter on partition columns alone keeps any row of ``f``."""
+    parts = dict(f.parts)
+    values = pl.DataFrame({k: [parts.get(k)] for k in keys}, schema={k: pl.String for k in keys})
+    return values.filter(predicate).height > 0
 
 
 def scan_run(run_dir: str | Path, *, verify: bool = False) -> pl.LazyFrame:
