@@ -229,3 +229,15 @@ def test_unsealed_day_is_refused_not_skipped(tmp_path):
         "--source", f"corpus://{root}", "--data-root", tmp_path / "runs", "--run-id", "x",
     )  # fmt: skip
     assert res.exit_code == 1 and "unsealed" in res.stderr, res.stderr
+
+
+def test_day_sealed_only_by_its_pending_seal_is_read(tmp_path):
+    """A crash between the day's swap and its seal's rename leaves date=D.json.next: readers take it."""
+    rows = source_rows(["MintA"], days=1)
+    src = f"parquet://{write_source(tmp_path / 'src.parquet', rows)}"
+    root = tmp_path / "root"
+    assert corpus(root, src, date_to="2024-01-02").exit_code == 0
+    seal = root / "lake/corpus/_seals/ohlcv/chain=solana/interval=1m/date=2024-01-01.json"
+    seal.rename(seal.with_name(seal.name + ".next"))
+    assert ls.scan_corpus(root, interval="1m").collect().height == len(rows)
+    assert cli("verify", root / "lake/corpus/ohlcv").exit_code == 0

@@ -340,3 +340,17 @@ def test_failed_overwrite_keeps_the_old_run_sealed(bucket, tmp_path):
     assert not [k for k in objects(bucket, "f/lake") if "/.staging/" in k or "/.locks/" in k]
     assert run("verify", url).returncode == 0
     assert ls.scan_run(url).collect().height == json.loads(first.stdout)["total_rows"]
+
+
+def test_unreachable_endpoint_one_clean_line(bucket):
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = run(
+        *export_args(f"s3://{bucket}/u", "u"), env_extra={"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    )
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "AWS_ENDPOINT_URL" in lines[0] and f"s3://{bucket}/u" in lines[0], lines

@@ -250,8 +250,11 @@ def corpus_days(store: Store, chain: str, interval: str) -> dict[str, tuple[str,
         trees.append((layout.legacy_corpus_key(interval), ""))
     for tree, level in trees:
         seals = f"{layout.LAKE}/corpus/_seals/ohlcv/{level}interval={interval}/"
-        for key in store.list(seals):
-            name = key.removeprefix(seals)
+        # a local day whose publish was cut between the swap and the seal's rename has only
+        # "<seal>.next", which then matches it (every file is checked against it anyway)
+        keys = store.list(seals)
+        for key in sorted(keys, key=lambda k: k.endswith(".next")):
+            name = key.removeprefix(seals).removesuffix(".next")
             day = layout.hive_value(name.removesuffix(".json"), "date")
             if "/" in name or not name.endswith(".json") or day is None:
                 continue
