@@ -157,6 +157,10 @@ def test_unsupported_scheme_is_refused(tmp_path):
         assert "unsupported scheme" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
         assert json.loads(proc.stdout)["error"]["code"]
     assert list(tmp_path.iterdir()) == []  # no local directory named 'gs:' or 'file:'
+    args = export_args("s3://b/p", "x")
+    del args[args.index("--source") : args.index("--source") + 2]
+    proc = run(*args, cwd=tmp_path)
+    assert proc.returncode == 2 and "--source" in proc.stderr, proc.stderr
     with pytest.raises(InputError):
         open_store("s3://")
 
