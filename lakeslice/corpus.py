@@ -15,29 +15,51 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TypedDict
 
 import polars as pl
 
+from .errors import InputError
 from .executor import Executor
 from .export import GroupResult, GroupTask, bucket_groups, staged_run
 from .lake import layout
 from .lake.commit import Commit
-from .lake.manifest import LAKE_VERSION, FileEntry, content_sha256, created_at, exporter, files_section
+from .lake.manifest import (
+    LAKE_VERSION,
+    FileEntry,
+    RestrictedDaySeal,
+    content_sha256,
+    created_at,
+    exporter,
+    files_section,
+)
 from .lake.store import Store, open_store
 from .options import _target_bytes
 from .progress import NoProgress, Progress
 from .sources import Source, open_source
-from .spec import InputError, check_compression, format_interval, parse_interval
+from .spec import check_compression, format_interval, parse_interval
 from .transforms import DEDUP_RULE, mint_bucket
 
 log = logging.getLogger("lakeslice")
 DAY_MS = 86_400_000
 
 
+class DaySummary(TypedDict):
+    """One exported day in the ``--format json`` result."""
+
+    date: str
+    rows: int
+    bytes: int
+    files: list[str]
+    content_sha256: str
+
+
 @dataclass
 class CorpusResult:
+    """What ``export_corpus`` did: the days it sealed, rows fetched, seconds."""
+
     root: Path | str
-    days: list[dict] = field(default_factory=list)
+    days: list[DaySummary] = field(default_factory=list)
     rows_fetched: int = 0
     seconds: float = 0.0
 
@@ -156,8 +178,11 @@ def export_corpus(
     a restricted export never replaces a complete day (InputError), and its seal records the
     restriction.
 
-    >>> export_corpus(interval="1m", date_from="2024-01-01", date_to="2024-01-02",  # doctest: +SKIP
-    ...               source="parquet://fixtures/candles.parquet", data_root="data")
+    >>> import tempfile
+    >>> res = export_corpus(interval="1m", date_from="2024-01-01", date_to="2024-01-02",
+    ...                     source="parquet://fixtures/candles.parquet", data_root=tempfile.mkdtemp())
+    >>> [(d["date"], d["rows"], len(d["files"])) for d in res.days]
+    [('2024-01-01', 743, 4)]
     """
     started = time.perf_counter()
     progress = progress or NoProgress()
@@ -266,7 +291,7 @@ def plan_day(
     )
 
 
-def seal_day(plan: DayPlan, results: list[GroupResult], commit: Commit, *, source: Source) -> dict:
+def seal_day(plan: DayPlan, results: list[GroupResult], commit: Commit, *, source: Source) -> DaySummary:
     """Stage 3 of a day: its seal, written after its files; the day is published whole."""
     files = [f for r in results for f in r.files]
     seal = _day_seal(plan, source, files)
@@ -281,9 +306,9 @@ def seal_day(plan: DayPlan, results: list[GroupResult], commit: Commit, *, sourc
     }
 
 
-def _day_seal(plan: DayPlan, src: Source, files: list[FileEntry]) -> dict:
+def _day_seal(plan: DayPlan, src: Source, files: list[FileEntry]) -> RestrictedDaySeal:
     stamp = created_at()
-    seal = {
+    seal: RestrictedDaySeal = {
         "lake_version": LAKE_VERSION,
         "kind": "corpus_day",
         "dataset": "ohlcv",

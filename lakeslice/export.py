@@ -20,7 +20,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -28,12 +28,14 @@ import polars as pl
 import pyarrow as pa
 
 from .alerts import normalize_alerts, read_alerts
+from .errors import RunError
 from .executor import Executor, LocalExecutor
 from .lake import layout
 from .lake.commit import Commit, open_commit
 from .lake.manifest import (
     LAKE_VERSION,
     FileEntry,
+    Manifest,
     content_sha256,
     created_at,
     exporter,
@@ -43,8 +45,8 @@ from .lake.store import Store, open_store
 from .lake.writer import FileSink, Target, write_buckets, write_file
 from .options import ExportOptions, RunSpec
 from .progress import NoProgress, Progress
-from .sources import CandleRequest, Source, open_source, retryable
-from .spec import RunError, Window, check_run_id
+from .sources import CANDLE_SCHEMA, CandleRequest, Source, open_source, retryable
+from .spec import Window, check_run_id
 from .transforms import (
     COVERAGE_COLUMNS,
     COVERAGE_SCHEMA,
@@ -68,11 +70,13 @@ FETCH_ATTEMPTS = 3
 
 @dataclass
 class ExportResult:
+    """A sealed run: its directory (a Path, or a URL on object storage), its manifest, rows
+    fetched and seconds taken."""
+
     run_dir: Path | str
-    manifest: dict
+    manifest: Manifest
     rows_fetched: int = 0
     seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
 
     @property
     def manifest_path(self) -> Path | str:
@@ -229,8 +233,12 @@ def export_run_slices(
     ``data_root`` is a directory or ``s3://bucket/prefix``. ``executor`` runs the bucket
     groups (default: :class:`lakeslice.executor.LocalExecutor`).
 
-    >>> res = export_run_slices("fixtures/alerts.csv", interval="1m",  # doctest: +SKIP
-    ...                         window="pre5_post10", source="parquet://fixtures/candles.parquet")
+    >>> import tempfile
+    >>> res = export_run_slices("fixtures/alerts.csv", interval="1m", window="pre5_post10",
+    ...                         source="parquet://fixtures/candles.parquet",
+    ...                         data_root=tempfile.mkdtemp(), run_id="doc")
+    >>> res.run_dir.name, res.manifest["outputs"]["slices"]["rows"], res.manifest["coverage"]["partial"]
+    ('run_id=doc', 75, 7)
     """
     started = time.perf_counter()
     progress = progress or NoProgress()
@@ -376,7 +384,7 @@ def run_group(task: GroupTask, *, source: Source, store: Store) -> GroupResult:
     return GroupResult(tuple(files), coverage, frame.height)
 
 
-def seal(plan: RunPlan, results: list[GroupResult], commit: Commit) -> dict:
+def seal(plan: RunPlan, results: list[GroupResult], commit: Commit) -> Manifest:
     """Stage 3: coverage and normalized alerts, then the manifest, written last; publish."""
     spec = plan.spec
     coverages = [r.coverage for r in results if r.coverage is not None]
@@ -462,8 +470,6 @@ def fetch_frame(
 
 def _frame_of(batches: list[pa.RecordBatch]) -> pl.DataFrame:
     """One frame; ``mint`` as Polars Categorical when the source sent a dictionary."""
-    from .sources import CANDLE_SCHEMA
-
     if not batches:
         return pl.from_arrow(CANDLE_SCHEMA.empty_table())
     return pl.from_arrow(pa.Table.from_batches(batches))

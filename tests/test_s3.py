@@ -237,6 +237,7 @@ def _race(leases, fn) -> int:
     return len(wins)
 
 
+@pytest.mark.slow
 def test_two_exporters_race_for_one_run_id(bucket, tmp_path):
     """10 races of two CLI exports: exactly one seals, the other is refused with one line."""
     root = f"s3://{bucket}/race"
@@ -259,6 +260,7 @@ def test_two_exporters_race_for_one_run_id(bucket, tmp_path):
         assert run("verify", f"{root}/lake/runs/run_id=r{race}").returncode == 0
 
 
+@pytest.mark.slow
 def test_kill_9_mid_export_then_rerun(bucket, tmp_path):
     """A SIGKILLed export leaves no run a reader takes; the rerun seals the same content."""
     import lakeslice as ls

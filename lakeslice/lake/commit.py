@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from ..spec import InputError, RunError
+from ..errors import InputError, RunError
 from .layout import LAKE, MANIFEST
 from .manifest import dumps
 from .store import LocalStore, Store, fsync_dir, join
@@ -187,8 +187,9 @@ class LocalCommit:
             raise InputError(f"{parent}: not writable")
 
     def _clean_stale(self) -> None:
-        # We hold the lock: any staging or trash of this name belongs to a dead export. Only
-        # "<key>.<8 hex>[.old]" is ours: run "a" must not match the staging of run "a.b".
+        # We hold the lock: any staging or trash of this name belongs to a dead export.
+        # Only "<key>.<8 hex>[.old]": "<key>.*" alone would also match the live staging of a run
+        # whose id extends this one with a dot (run "a" vs run "a.b").
         own = re.compile(re.escape(self.key) + r"\.[0-9a-f]{8}(\.old)?")
         for p in (self.work / ".staging").glob(f"{self.key}.*"):
             if own.fullmatch(p.name):
