@@ -21,13 +21,14 @@ import polars as pl
 
 from .errors import InputError
 from .executor import Executor
-from .export import GroupResult, GroupTask, bucket_groups, staged_run
+from .export import GroupResult, GroupTask, bucket_groups, staged_run, use_source
 from .lake import layout
 from .lake.commit import Commit
 from .lake.manifest import (
     LAKE_VERSION,
     FileEntry,
     RestrictedDaySeal,
+    SourceSnapshot,
     content_sha256,
     created_at,
     exporter,
@@ -36,7 +37,7 @@ from .lake.manifest import (
 from .lake.store import Store, open_store
 from .options import _target_bytes
 from .progress import NoProgress, Progress
-from .sources import Source, open_source
+from .sources import Source
 from .spec import check_compression, format_interval, parse_interval
 from .transforms import DEDUP_RULE, mint_bucket
 
@@ -200,8 +201,7 @@ def export_corpus(
     restricted = tuple(sorted(set(mints))) if mints is not None else None
     if restricted is not None:
         _refuse_complete_days(store, chain, interval_s, days)
-    owns = not hasattr(source, "fetch")
-    src: Source = open_source(source, table=table, data_root=data_root) if owns else source
+    src, owns = use_source(source, table=table, data_root=data_root)
     text = format_interval(interval_s)
     root = store.url(layout.corpus_key(chain, text))
     result = CorpusResult(Path(root) if store.local else root)
@@ -318,7 +318,7 @@ def _day_seal(plan: DayPlan, src: Source, files: list[FileEntry]) -> RestrictedD
         "chain": plan.chain,
         "created_at": stamp,
         "exporter": exporter(),
-        "source_snapshot": {**src.snapshot(), "chain": plan.chain, "as_of": stamp},
+        "source_snapshot": SourceSnapshot(**src.snapshot(), chain=plan.chain, as_of=stamp),
         "dedup_rule": DEDUP_RULE,
         "files": files_section(files),
         "rows": sum(f.rows for f in files),

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TypeVar, cast
 
 import polars as pl
 import pyarrow as pa
@@ -36,6 +37,7 @@ from .lake.manifest import (
     LAKE_VERSION,
     FileEntry,
     Manifest,
+    SourceSnapshot,
     content_sha256,
     created_at,
     exporter,
@@ -46,6 +48,7 @@ from .lake.writer import FileSink, Target, write_buckets, write_file
 from .options import ExportOptions, RunSpec
 from .progress import NoProgress, Progress
 from .sources import CANDLE_SCHEMA, CandleRequest, Source, open_source, retryable
+from .sources.base import SourceInfo
 from .spec import Window, check_run_id
 from .transforms import (
     COVERAGE_COLUMNS,
@@ -62,6 +65,8 @@ from .transforms import (
 )
 
 log = logging.getLogger("lakeslice")
+
+R = TypeVar("R")
 
 #: Estimated candle rows per bucket group: bounds peak memory, never changes the output.
 GROUP_ROWS = 1_000_000
@@ -176,7 +181,7 @@ class RunPlan:
     ranges: pl.DataFrame
     groups: tuple[tuple[str, ...], ...]
     source_label: str
-    source_snapshot: dict
+    source_snapshot: SourceInfo
 
     @property
     def key(self) -> str:
@@ -257,8 +262,7 @@ def export_run_slices(
         overwrite=overwrite,
     )
     store = open_store(data_root)
-    owns_source = not hasattr(source, "fetch")
-    src: Source = open_source(source, table=table, data_root=data_root) if owns_source else source
+    src, owns_source = use_source(source, table=table, data_root=data_root)
     try:
         plan = plan_run(alerts, options, source=src)
         progress.stage("fetching", total=len(plan.groups))
@@ -285,6 +289,13 @@ def export_run_slices(
         seconds,
     )
     return ExportResult(run_location(store, plan.key), manifest, rows_fetched=fetched, seconds=seconds)
+
+
+def use_source(source: str | Source | None, *, table: str, data_root: str | Path) -> tuple[Source, bool]:
+    """The source to read and whether this call opened it (and must close it)."""
+    if source is None or isinstance(source, str):
+        return open_source(source, table=table, data_root=data_root), True
+    return source, False
 
 
 def plan_run(alerts: str | Path | pl.DataFrame, options: ExportOptions, *, source: Source) -> RunPlan:
@@ -322,12 +333,12 @@ def staged_run(
     *,
     overwrite: bool,
     tasks: Callable[[str], list[GroupTask]],
-    finish: Callable[[list[GroupResult], Commit], dict],
+    finish: Callable[[list[GroupResult], Commit], R],
     source: Source,
     executor: Executor | None,
     progress: Progress,
     seal_key: str | None = None,
-) -> tuple[dict, list[GroupResult]]:
+) -> tuple[R, list[GroupResult]]:
     """Open the commit of ``key``, run the ``tasks`` writing under it, ``finish`` (seal) it."""
     with open_commit(store, key, overwrite=overwrite, seal_key=seal_key) as commit:
         results = run_groups(
@@ -337,8 +348,11 @@ def staged_run(
 
 
 def _announced(
-    progress: Progress, finish: Callable[[list[GroupResult], Commit], dict], results, commit
-) -> dict:
+    progress: Progress,
+    finish: Callable[[list[GroupResult], Commit], R],
+    results: list[GroupResult],
+    commit: Commit,
+) -> R:
     progress.stage("sealing")
     return finish(results, commit)
 
@@ -470,9 +484,8 @@ def fetch_frame(
 
 def _frame_of(batches: list[pa.RecordBatch]) -> pl.DataFrame:
     """One frame; ``mint`` as Polars Categorical when the source sent a dictionary."""
-    if not batches:
-        return pl.from_arrow(CANDLE_SCHEMA.empty_table())
-    return pl.from_arrow(pa.Table.from_batches(batches))
+    table = pa.Table.from_batches(batches) if batches else CANDLE_SCHEMA.empty_table()
+    return cast(pl.DataFrame, pl.from_arrow(table))  # a Table gives a DataFrame
 
 
 def _day_slices(frame: pl.DataFrame, task: GroupTask, label: str) -> pl.DataFrame:
@@ -504,9 +517,9 @@ def _group_outputs(
         pl.col("mint").cast(pl.String).cast(pl.Enum(names)).to_physical().cast(pl.UInt32)
     )
     # one label for every row: added when written, not carried through sorts and joins
-    candles = dedupe_candles(normalize_candles(frame, interval_s=spec.interval_s).drop("source"))
-    candles = restrict_to_ranges(candles, merge_windows(by_id)).collect()
-    cov = coverage_of(
+    deduped = dedupe_candles(normalize_candles(frame, interval_s=spec.interval_s).drop("source"))
+    candles = restrict_to_ranges(deduped, merge_windows(by_id)).collect()
+    cov_lazy = coverage_of(
         candles.lazy(),
         by_id.lazy().drop("mint_bucket"),
         expected_total=spec.window.slots,
@@ -515,8 +528,8 @@ def _group_outputs(
         target_total=spec.target_total,
     )
     # the string mint back, by alert_id, in the column's own place
-    cov = cov.drop("mint").join(windows.lazy().select("alert_id", "mint"), on="alert_id")
-    cov = cov.select(COVERAGE_COLUMNS).sort("alert_id").collect()
+    cov_lazy = cov_lazy.drop("mint").join(windows.lazy().select("alert_id", "mint"), on="alert_id")
+    cov = cov_lazy.select(COVERAGE_COLUMNS).sort("alert_id").collect()
     kept = candles.lazy()
     if spec.strict:
         kept_windows = by_id.join(cov.filter("kept").select("alert_id"), on="alert_id")
@@ -543,7 +556,7 @@ def _group_outputs(
 
 def _manifest(
     plan: RunPlan, alerts_entry: FileEntry, files: list[FileEntry], coverage_df: pl.DataFrame
-) -> dict:
+) -> Manifest:
     spec, run_id = plan.spec, plan.run_id
     stamp = created_at()
     slices = [f for f in files if f.path.startswith(layout.SLICES)]
@@ -563,7 +576,7 @@ def _manifest(
                 "rows": alerts_entry.rows,
                 "name": plan.alerts_name,
             },
-            "source_snapshot": {**plan.source_snapshot, "chain": spec.chain, "as_of": stamp},
+            "source_snapshot": SourceSnapshot(**plan.source_snapshot, chain=spec.chain, as_of=stamp),
         },
         "slice_spec": {
             "dataset": "ohlcv",
