@@ -342,7 +342,12 @@ def scan_corpus(
 
     Only days with a seal are read, each file checked against its day's seal.
 
-    >>> scan_corpus("data", interval="1m", start="2024-01-01", end="2024-01-08")  # doctest: +SKIP
+    >>> import tempfile, lakeslice as ls
+    >>> root = tempfile.mkdtemp()
+    >>> _ = ls.export_corpus(interval="1m", date_from="2024-01-01", date_to="2024-01-02",
+    ...                      source="parquet://fixtures/candles.parquet", data_root=root)
+    >>> scan_corpus(root, interval="1m", start="2024-01-01").group_by("date").len().collect().rows()
+    [('2024-01-01', 743)]
     """
     from ..spec import format_interval, parse_interval
     from ..transforms import SLICE_SCHEMA
