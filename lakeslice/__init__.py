@@ -8,9 +8,10 @@
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .alerts import normalize_alerts, read_alerts
@@ -18,6 +19,7 @@ from .catalog import diff_runs
 from .corpus import CorpusResult, export_corpus
 from .executor import Executor, LocalExecutor
 from .export import ExportResult, GroupResult, GroupTask, RunPlan, export_run_slices, plan_run, run_group
+from .lake.catalog import list_runs
 from .lake.read import scan_corpus, scan_coverage, scan_run
 from .lake.verify import verify_dir
 from .spec import InputError, LakesliceError, RunError, Window, parse_interval, parse_window
@@ -30,6 +32,9 @@ from .transforms import (
     slice_windows,
 )
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 
 def json_schema(name: str) -> dict[str, Any]:
     """The shipped JSON Schema ``config`` (``--config``) or ``result`` (``--format json``).
@@ -39,6 +44,18 @@ def json_schema(name: str) -> dict[str, Any]:
     """
     text = resources.files("lakeslice").joinpath(f"schemas/{name}.schema.json").read_text("utf-8")
     return json.loads(text)
+
+
+def progress_bar(*, enabled: bool = True, console: Console | None = None) -> AbstractContextManager[Any]:
+    """A rich progress bar (terminal or Jupyter) to pass as ``progress=`` to an export.
+
+    >>> with progress_bar(enabled=False) as p:  # in a notebook: with ls.progress_bar() as p:
+    ...     p is None
+    True
+    """
+    from .render import progress_bar as bar
+
+    return bar(enabled=enabled, console=console)
 
 
 def write_report(
@@ -95,6 +112,8 @@ __all__ = [
     "event_returns",
     "event_profile",
     "verify_dir",
+    "list_runs",
+    "progress_bar",
     "diff_runs",
     "write_report",
     "json_schema",
