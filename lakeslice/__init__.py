@@ -17,9 +17,10 @@ from ._version import __version__
 from .alerts import normalize_alerts, read_alerts
 from .catalog import diff_runs
 from .corpus import CorpusResult, export_corpus
-from .export import ExportResult, export_run_slices
+from .executor import Executor, LocalExecutor
+from .export import ExportResult, GroupResult, GroupTask, RunPlan, export_run_slices, plan_run, run_group
 from .lake.catalog import list_runs
-from .lake.read import scan_coverage, scan_run
+from .lake.read import scan_corpus, scan_coverage, scan_run
 from .lake.verify import verify_dir
 from .spec import InputError, LakesliceError, RunError, Window, parse_interval, parse_window
 from .study import event_profile, event_returns, scan_windows
@@ -97,9 +98,17 @@ __all__ = [
     "export_corpus",
     "ExportResult",
     "CorpusResult",
+    "plan_run",
+    "run_group",
+    "RunPlan",
+    "GroupTask",
+    "GroupResult",
+    "Executor",
+    "LocalExecutor",
     "scan_run",
     "scan_windows",
     "scan_coverage",
+    "scan_corpus",
     "event_returns",
     "event_profile",
     "verify_dir",

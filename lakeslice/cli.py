@@ -323,12 +323,14 @@ def corpus(
         render_corpus(result)
 
 
-LAKE_PATH_HELP = "A run directory, a runs directory, a data root, or a corpus tree."
+LAKE_PATH_HELP = (
+    "A run directory, a runs directory, a data root, a corpus tree, or an s3:// run or corpus URL."
+)
 
 
 @app.command()
 def verify(
-    path: Path = typer.Argument(..., help=LAKE_PATH_HELP, show_default=False),
+    path: str = typer.Argument(..., help=LAKE_PATH_HELP, show_default=False),
     format: Format = _format_option(),
     _verbose: bool = _verbose_option(),
 ) -> None:
@@ -351,7 +353,7 @@ def verify(
 
 @app.command()
 def show(
-    path: Path = typer.Argument(..., help=LAKE_PATH_HELP, show_default=False),
+    path: str = typer.Argument(..., help=LAKE_PATH_HELP, show_default=False),
     format: Format = _format_option(),
     _verbose: bool = _verbose_option(),
 ) -> None:

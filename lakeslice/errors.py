@@ -27,7 +27,12 @@ __all__ = [
 ]
 
 #: Environment variables that hold a source password; their values never reach the screen.
-PASSWORD_VARIABLES = ("LAKESLICE_CLICKHOUSE_PASSWORD", "CLICKHOUSE_PASSWORD")
+PASSWORD_VARIABLES = (
+    "LAKESLICE_CLICKHOUSE_PASSWORD",
+    "CLICKHOUSE_PASSWORD",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+)
 
 
 class LakesliceError(Exception):

@@ -19,7 +19,9 @@ from rich.text import Text
 from .corpus import CorpusResult
 from .export import ExportResult
 from .lake.catalog import corpus_days, existing, kind_of, list_runs, run_warnings, source_name
-from .lake.manifest import CoverageSummary, Sealed, read_manifest
+from .lake.manifest import CoverageSummary, Sealed
+from .lake.read import read_run_manifest, scan_coverage
+from .lake.store import scheme_of
 from .lake.verify import VerifyReport, verify_day
 
 out = Console(highlight=False)
@@ -213,8 +215,13 @@ def histogram(values: pl.Series, *, bins: int = 10, width: int = 40) -> list[str
     return lines
 
 
-def render_show(path: Path) -> None:
-    """A run's summary, or the runs (and corpus days) of a runs directory, data root or corpus."""
+def render_show(path: str | Path) -> None:
+    """A run's summary, or the runs (and corpus days) of a runs directory, data root or corpus.
+
+    An ``s3://`` URL names a run (read through its manifest, like a local one).
+    """
+    if scheme_of(path) is not None:
+        return _render_run(path)
     path = existing(path)
     kind = kind_of(path)
     if kind == "run":
@@ -226,8 +233,8 @@ def render_show(path: Path) -> None:
         _render_corpus(path, days)
 
 
-def _render_run(path: Path) -> None:
-    m = read_manifest(path)
+def _render_run(path: str | Path) -> None:
+    m = read_run_manifest(path)
     s, c, spec = m["outputs"]["slices"], m["coverage"], m["slice_spec"]
     table = _pairs(f"run {m['run_id']} ({m['created_at']})")
     table.add_row("source", source_name(m["inputs"]["source_snapshot"]))
@@ -246,7 +253,7 @@ def _render_run(path: Path) -> None:
     out.print(f"content_sha256 {m['content_sha256']}", markup=False, soft_wrap=True)
     for warning in run_warnings(m):
         out.print(f"warning: {warning}", markup=False, soft_wrap=True)
-    cov = pl.read_parquet(path / c["path"], columns=["available_total"])
+    cov = scan_coverage(path).select("available_total").collect()
     out.print("available_total per alert:")
     for line in histogram(cov["available_total"]):
         out.print("  " + line)
@@ -286,13 +293,14 @@ def render_runs(runs: pl.DataFrame, *, title: str) -> None:
             out.print(f"  {run_id}  {sha}", markup=False, soft_wrap=True)
 
 
-def show_json(path: Path) -> dict[str, Any]:
+def show_json(path: str | Path) -> dict[str, Any]:
     """``show --format json``: a run's manifest and sealed counts, or the runs and days listed."""
-    path = existing(path)
-    kind = kind_of(path)
+    remote = scheme_of(path) is not None  # an s3:// URL names a run
+    path = path if remote else existing(path)
+    kind = "run" if remote else kind_of(Path(path))
     doc: dict[str, Any] = {"kind": kind, "path": str(path)}
     if kind == "run":
-        m = read_manifest(path)
+        m = read_run_manifest(path)
         files, rows, size = sealed_counts(m)
         doc.update(manifest=m, sealed={"files": files, "rows": rows, "bytes": size}, warnings=run_warnings(m))
         return doc

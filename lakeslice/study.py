@@ -66,7 +66,7 @@ def scan_windows(
     ['a4', 'a7']
     """
     wanted = None if status is None else _statuses(status)
-    run_dir = Path(run) if isinstance(run, (str, Path)) else Path(run.run_dir)
+    run_dir = run if isinstance(run, (str, Path)) else run.run_dir  # a Path, or an s3:// URL
     alerts = scan_coverage(run_dir).filter("kept")
     if wanted is not None:
         alerts = alerts.filter(pl.col("status").is_in(wanted))

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypedDict, cast
 
@@ -21,9 +22,18 @@ import pyarrow
 from .._version import __version__
 from ..errors import RunError
 from ..sources.base import SourceInfo
-from .writer import FileEntry
 
 LAKE_VERSION = "v1"
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a run as the seal lists it (path relative to the run or day directory)."""
+
+    path: str
+    rows: int
+    bytes: int
+    sha256: str
 
 
 class FileRecord(TypedDict):
@@ -135,6 +145,20 @@ class DaySeal(Sealed):
     bytes: int
 
 
+class MintsRestriction(TypedDict):
+    """The mints a ``--mints`` corpus export was restricted to: how many, SHA-256 of the list."""
+
+    restricted: bool
+    count: int
+    sha256: str
+
+
+class RestrictedDaySeal(DaySeal, total=False):
+    """A corpus day's seal that may record a ``--mints`` restriction."""
+
+    mints: MintsRestriction
+
+
 def created_at() -> str:
     """UTC ISO-8601 now, or ``SOURCE_DATE_EPOCH`` when set (reproducible builds convention)."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
@@ -161,7 +185,6 @@ def exporter() -> Exporter:
 def content_sha256(files: Iterable[FileEntry]) -> str:
     """SHA-256 over the sorted ``"path sha256\\n"`` lines: the identity of the data.
 
-    >>> from lakeslice.lake.writer import FileEntry
     >>> a, b = FileEntry("a.parquet", 1, 10, "aa"), FileEntry("b.parquet", 2, 20, "bb")
     >>> content_sha256([a, b]) == content_sha256([b, a])
     True
@@ -180,29 +203,6 @@ def files_section(files: Iterable[FileEntry]) -> list[FileRecord]:
 
 def dumps(manifest: Sealed | dict) -> bytes:
     return (json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
-
-
-def write_json_atomic(path: Path, document: Sealed | dict) -> None:
-    """Temporary name, flush, fsync, rename, fsync the directory: all or nothing."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(dumps(document))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise RunError(f"{path}: cannot write the seal ({exc.strerror or exc})") from exc
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_manifest(run_dir: Path, *, seal: Path | None = None) -> Manifest:

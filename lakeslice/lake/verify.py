@@ -24,6 +24,7 @@ from .catalog import corpus_days, existing, kind_of, run_dirs
 from .commit import next_seal
 from .layout import MANIFEST, day_seal
 from .manifest import Sealed, content_sha256, read_seal
+from .store import scheme_of
 from .writer import FileEntry
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "verify_dir",
     "verify_day",
     "verify_root",
+    "verify_path",
     "manifest_problems",
     "sha256_file",
 ]
@@ -273,6 +275,11 @@ def _coverage_problems(path: Path, cov: dict, where: str) -> list[str]:
 # Corpus days and whole trees
 
 
+def verify_path(path: str | Path) -> list[VerifyReport]:
+    """A run or a tree of runs and corpus days, local or ``s3://``: see :func:`verify_root`."""
+    return verify_root(path)
+
+
 def verify_day(day: Path) -> VerifyReport:
     """A corpus day against its seal; after a crash mid-publish, the pending seal may hold."""
     seal = day_seal(day)
@@ -299,6 +306,10 @@ def verify_root(path: str | Path) -> list[VerifyReport]:
     unsealed run included. A single run directory that is unsealed raises RunError, as
     :func:`verify_dir` does. A missing path is an InputError (exit 2).
     """
+    if scheme_of(path) is not None:  # an s3:// run or corpus tree
+        from .read import verify_url  # read.py builds on this module
+
+        return verify_url(str(path))
     path = existing(path)
     kind = kind_of(path)
     if kind == "run":

@@ -19,7 +19,10 @@ def open_source(url: str | None, *, table: str = "ohlcv_candles", data_root: str
     >>> open_source("parquet://fixtures/candles.parquet").label
     'parquet:candles.parquet'
     """
-    url = url or os.environ.get("LAKESLICE_SOURCE") or f"chdb://{Path(data_root) / 'chdb'}"
+    url = url or os.environ.get("LAKESLICE_SOURCE")
+    if not url and "://" in str(data_root):
+        raise InputError(f"--data-root {data_root}: give --source (the embedded chdb default is local)")
+    url = url or f"chdb://{Path(data_root) / 'chdb'}"
     # Each scheme imports its module here: a run pays only for its own driver (chdb is heavy).
     if url.startswith(("clickhouse://", "clickhouses://")):
         from .clickhouse import ClickHouseSource
