@@ -158,6 +158,7 @@ def export(
         show_envvar=True,
     ),
     table: str = typer.Option(None, "--table", help="Source table [ohlcv_candles]."),
+    source_shards: str = typer.Option(None, "--source-shards", help=ExportOptions.help("source_shards")),
     overwrite: bool = typer.Option(None, "--overwrite/--no-overwrite", help="Replace a sealed run."),
     config: str = typer.Option(None, "--config", help="JSON options file, or - for stdin."),
 ) -> None:
@@ -187,6 +188,7 @@ def export(
                 window=opts["window"],
                 source=opts["source"],
                 table=opts["table"],
+                source_shards=opts["source_shards"],
                 data_root=opts["data_root"],
                 run_id=opts["run_id"],
                 chain=opts["chain"],

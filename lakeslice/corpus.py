@@ -171,7 +171,9 @@ def _export_day(
     files: list[FileEntry] = []
     fetched = 0
     with Commit(final, overwrite=True, work_root=layout.lake_dir(data_root)) as commit:
-        for group in bucket_groups(counts.select("mint_bucket", "rows")):
+        for group in bucket_groups(
+            counts.select("mint_bucket", "rows"), starts=getattr(src, "shard_starts", ())
+        ):
             g = counts.filter(pl.col("mint_bucket").is_in(group))
             ranges = g.select("mint", start_ms=pl.lit(start), end_ms=pl.lit(end))
             frame = _fetch(src, _DaySpec(chain, interval_s), ranges, group)

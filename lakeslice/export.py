@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -102,6 +102,7 @@ def export_run_slices(
     window: str | Window,
     source: str | Source | None = ExportOptions.source,
     table: str = ExportOptions.table,
+    source_shards: str | None = ExportOptions.source_shards,
     data_root: str | Path = ExportOptions.data_root,
     run_id: str | None = ExportOptions.run_id,
     chain: str = ExportOptions.chain,
@@ -138,7 +139,9 @@ def export_run_slices(
     final = layout.run_dir(data_root, run_id)
 
     owns_source = not hasattr(source, "fetch")
-    src: Source = open_source(source, table=table, data_root=data_root) if owns_source else source
+    src: Source = (
+        open_source(source, table=table, data_root=data_root, shards=source_shards) if owns_source else source
+    )
     try:
         with Commit(final, overwrite=overwrite, work_root=layout.lake_dir(data_root)) as commit:
             files, coverage_df, fetched = _write_data(commit.staging, alerts_df, src, spec, progress)
@@ -178,22 +181,30 @@ def range_rows(ranges: pl.DataFrame, interval_s: int) -> pl.DataFrame:
     return ranges.select("mint_bucket", rows=(pl.col("end_ms") - pl.col("start_ms")) // width_ms)
 
 
-def bucket_groups(estimates: pl.DataFrame, group_rows: int | None = None) -> list[list[str]]:
+def bucket_groups(
+    estimates: pl.DataFrame, group_rows: int | None = None, *, starts: Sequence[str] = ()
+) -> list[list[str]]:
     """Consecutive buckets whose estimated rows (``mint_bucket, rows``) add up to ~group_rows.
 
     Depends only on the estimates, so the grouping is the same on every run; and each bucket
-    lies in exactly one group, so the grouping never changes the files written.
+    lies in exactly one group, so the grouping never changes the files written. A group never
+    spans one of ``starts`` (first buckets of the source's shards): one group, one shard.
 
-    >>> bucket_groups(pl.DataFrame({"mint_bucket": ["00", "01", "02"], "rows": [5, 5, 5]}), 10)
-    [['00', '01'], ['02']]
+    >>> est = pl.DataFrame({"mint_bucket": ["00", "01", "02"], "rows": [5, 5, 5]})
+    >>> bucket_groups(est, 10), bucket_groups(est, 10, starts=["00", "02"])
+    ([['00', '01'], ['02']], [['00', '01'], ['02']])
+    >>> bucket_groups(est, 10, starts=["00", "01"])
+    [['00'], ['01', '02']]
     """
     group_rows = GROUP_ROWS if group_rows is None else group_rows  # read now: tests vary it
     per_bucket = estimates.group_by("mint_bucket").agg(pl.col("rows").sum()).sort("mint_bucket")
-    # group number = rows before this bucket // group_rows (no Python loop over rows)
-    grouped = per_bucket.with_columns(group=(pl.col("rows").cum_sum() - pl.col("rows")) // max(group_rows, 1))
+    shard = pl.sum_horizontal(pl.lit(0), *[pl.col("mint_bucket") >= s for s in starts])
+    # group number = rows before this bucket in its shard // group_rows (no Python loop over rows)
+    before = (pl.col("rows").cum_sum() - pl.col("rows")).over("_shard")
+    grouped = per_bucket.with_columns(_shard=shard).with_columns(group=before // max(group_rows, 1))
     return [
         g["mint_bucket"].to_list()
-        for g in grouped.partition_by("group", maintain_order=True, include_key=False)
+        for g in grouped.partition_by("_shard", "group", maintain_order=True, include_key=False)
     ]
 
 
@@ -211,7 +222,11 @@ def _write_data(
     )
     buckets = windows.select("mint", "mint_bucket").unique()
     ranges = merge_windows(windows).join(buckets.lazy(), on="mint").collect()
-    groups = bucket_groups(range_rows(ranges, spec.interval_s), getattr(src, "group_rows", None))
+    groups = bucket_groups(
+        range_rows(ranges, spec.interval_s),
+        getattr(src, "group_rows", None),
+        starts=getattr(src, "shard_starts", ()),
+    )
     progress.stage("fetching", total=len(groups))
 
     def request(group: list[str]) -> pl.DataFrame:

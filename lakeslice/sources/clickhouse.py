@@ -17,6 +17,10 @@ Server versions (tested: Debian's 18.16 and 26.x via chdb). What differs, and wh
   values go as external tables on every version.
 - 18.16's key analysis refuses ``DateTime >= Int64`` ("inconvertible types"): the time bounds
   used for pruning are UInt32 seconds for DateTime columns.
+- A ``Distributed`` table works as it is: the server forwards a query's external tables to
+  every shard (18.16 and later), so the ``IN (SELECT … FROM _lakeslice_ranges)`` filter runs on
+  the shards and the scalar bounds arrive as constants; no ``GLOBAL IN`` is needed, which would
+  send the ranges twice. The join on the ranges then runs on the server that was asked.
 - 18.16 puts a stack trace in exception text, and refuses a login with codes 192/193 where 26.x
   says 516: messages are cut to their first sentence; all three codes mean "auth refused".
 """
