@@ -1,0 +1,126 @@
+"""A source that travels to other processes as its description, never as an open connection.
+
+An executor that runs bucket groups in other processes (Dask, Ray) sends each task a
+:class:`PortableSource`: the source URL(s) and table, plus what the coordinator already knows
+(label, group size, shard starts). Where the task runs, the real source is opened on first use
+and cached per process and thread (clickhouse-driver connections are not thread-safe), so a
+worker opens one connection per thread for the whole run, not one per task.
+
+Nothing secret travels: a URL that carries a password is refused here; workers read credentials
+from their own environment (``LAKESLICE_CLICKHOUSE_USER``/``LAKESLICE_CLICKHOUSE_PASSWORD``).
+
+>>> import pickle
+>>> spec = SourceSpec(url="parquet://fixtures/candles.parquet")
+>>> src = PortableSource.of(spec)
+>>> src.label, pickle.loads(pickle.dumps(src)).label
+('parquet:candles.parquet', 'parquet:candles.parquet')
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+
+from ..spec import InputError
+from .base import CandleRequest, Source
+
+__all__ = ["SourceSpec", "PortableSource", "per_thread"]
+
+_CACHE: dict[tuple[int, int, Hashable], Any] = {}
+_LOCK = threading.Lock()
+
+
+def per_thread(key: Hashable, factory: Callable[[], Any]) -> Any:
+    """``factory()``, made once per (process, thread, key) and kept for the process's life.
+
+    >>> per_thread("doc", object) is per_thread("doc", object)
+    True
+    """
+    slot = (os.getpid(), threading.get_ident(), key)
+    with _LOCK:
+        found = _CACHE.get(slot)
+    if found is None:
+        found = factory()  # outside the lock: opening a source may take a while
+        with _LOCK:
+            found = _CACHE.setdefault(slot, found)
+    return found
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """What opens a source: ``open_source(url, table=, data_root=, shards=)``'s arguments."""
+
+    url: str | None = None
+    table: str = "ohlcv_candles"
+    shards: str | None = None
+    data_root: str = "data"
+
+    def __post_init__(self) -> None:
+        for what, text in (("--source", self.url), ("--source-shards", self.shards)):
+            if text and _has_password(text):
+                raise InputError(
+                    f"{what}: a password in the URL would travel to every worker; remove it and set"
+                    " LAKESLICE_CLICKHOUSE_PASSWORD in the workers' environment"
+                )
+
+    def open(self) -> Source:
+        from . import open_source
+
+        return open_source(self.url, table=self.table, data_root=self.data_root, shards=self.shards)
+
+
+def _has_password(text: str) -> bool:
+    """Any ``scheme://user:password@`` in ``text`` (a URL or a ``--source-shards`` list)."""
+    for part in text.split("://")[1:]:
+        netloc = urlsplit("x://" + part).netloc
+        if "@" in netloc and ":" in netloc.rsplit("@", 1)[0]:
+            return True
+    return False
+
+
+class PortableSource:
+    """A :class:`~lakeslice.sources.base.Source` that opens ``spec`` where it is used."""
+
+    def __init__(self, spec: SourceSpec, *, label: str, snapshot: dict, group_rows=None, shard_starts=()):
+        self.spec = spec
+        self.label = label
+        self._snapshot = snapshot
+        self.group_rows = group_rows
+        self.shard_starts = list(shard_starts)
+
+    @classmethod
+    def of(cls, spec: SourceSpec, opened: Source | None = None) -> PortableSource:
+        """Describe ``spec`` with what ``opened`` (or a source opened here for a moment) knows."""
+        src = opened if opened is not None else spec.open()
+        try:
+            return cls(
+                spec,
+                label=src.label,
+                snapshot=src.snapshot(),
+                group_rows=getattr(src, "group_rows", None),
+                shard_starts=getattr(src, "shard_starts", ()),
+            )
+        finally:
+            if opened is None:
+                src.close()
+
+    def _here(self) -> Source:
+        return per_thread(("source", self.spec), self.spec.open)
+
+    def snapshot(self) -> dict:
+        return self._snapshot
+
+    def fetch(self, request: CandleRequest) -> Iterator[pa.RecordBatch]:
+        return self._here().fetch(request)
+
+    def mint_counts(self, **kwargs):
+        return self._here().mint_counts(**kwargs)
+
+    def close(self) -> None:
+        """Nothing: the sources opened where tasks ran live as long as their worker."""
