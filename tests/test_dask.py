@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from daskcluster import dask_url, local_cluster
 
 from lakeslice.dask_executor import DaskExecutor, parse_address, worker_versions
 from lakeslice.spec import InputError, RunError
@@ -21,26 +22,9 @@ distributed = pytest.importorskip("distributed", reason="the dask extra is part 
 # (importorskip only documents the dependency: `make install` installs it, so it never skips)
 
 
-def _cluster(**kwargs):
-    import dask
-
-    # Two deaths of a task's worker fail the task: enough to prove a retry, quick to give up.
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-        return distributed.LocalCluster(
-            n_workers=kwargs.pop("n_workers", 2),
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            scheduler_port=0,
-            dashboard_address=None,
-            silence_logs=50,
-            **kwargs,
-        )
-
-
 @pytest.fixture(scope="module")
 def dask_cluster():
-    cluster = _cluster()
+    cluster = local_cluster(2)
     try:
         yield cluster
     finally:
@@ -49,7 +33,7 @@ def dask_cluster():
 
 @pytest.fixture(scope="module")
 def executor(dask_cluster):
-    with DaskExecutor(address=dask_cluster.scheduler_address.replace("tcp://", "dask://")) as ex:
+    with DaskExecutor(address=dask_url(dask_cluster)) as ex:
         yield ex
 
 
@@ -133,7 +117,7 @@ def test_workers_with_other_versions_are_refused_before_any_work(tmp_path):
     preload = tmp_path / "other_polars.py"
     preload.write_text("import polars\npolars.__version__ = '0.0.1'\n")
     ran = tmp_path / "ran"
-    cluster = _cluster(n_workers=1, preload=[str(preload)])
+    cluster = local_cluster(1, preload=[str(preload)])
     try:
         with DaskExecutor(distributed.Client(cluster, set_as_default=False)) as ex:
             with pytest.raises(RunError) as info:

@@ -1,10 +1,11 @@
-"""A source that travels to other processes as its description, never as an open connection.
+"""Sources and stores that travel to other processes as descriptions, never as open handles.
 
 An executor that runs bucket groups in other processes (Dask, Ray) sends each task a
-:class:`PortableSource`: the source URL(s) and table, plus what the coordinator already knows
-(label, group size, shard starts). Where the task runs, the real source is opened on first use
-and cached per process and thread (clickhouse-driver connections are not thread-safe), so a
-worker opens one connection per thread for the whole run, not one per task.
+:class:`PortableSource` (the source URL(s) and table, plus what the coordinator already knows:
+label, group size, shard starts) and a :class:`PortableStore` (the data root). Where the task
+runs, the real source and store are opened on first use and cached per process and thread
+(clickhouse-driver connections are not thread-safe), so a worker opens one connection per
+thread for the whole run, not one per task.
 
 Nothing secret travels: a URL that carries a password is refused here; workers read credentials
 from their own environment (``LAKESLICE_CLICKHOUSE_USER``/``LAKESLICE_CLICKHOUSE_PASSWORD``).
@@ -22,15 +23,16 @@ import os
 import threading
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pyarrow as pa
 
-from ..spec import InputError
-from .base import CandleRequest, Source
+from .sources.base import CandleRequest, Source
+from .spec import InputError
 
-__all__ = ["SourceSpec", "PortableSource", "per_thread"]
+__all__ = ["SourceSpec", "PortableSource", "PortableStore", "per_thread"]
 
 _CACHE: dict[tuple[int, int, Hashable], Any] = {}
 _LOCK = threading.Lock()
@@ -70,7 +72,7 @@ class SourceSpec:
                 )
 
     def open(self) -> Source:
-        from . import open_source
+        from .sources import open_source
 
         return open_source(self.url, table=self.table, data_root=self.data_root, shards=self.shards)
 
@@ -124,3 +126,37 @@ class PortableSource:
 
     def close(self) -> None:
         """Nothing: the sources opened where tasks ran live as long as their worker."""
+
+
+class PortableStore:
+    """A lake store (:mod:`lakeslice.lake.store`) that travels as its data root.
+
+    Where it is used, ``open_store(root)`` is opened once per process and thread; credentials
+    and endpoint come from that process's ``AWS_*`` environment, never from the coordinator.
+    A local root is made absolute here: every worker must see it at the same path (a shared
+    file system).
+    """
+
+    def __init__(self, root: str):
+        self.root = root
+
+    @classmethod
+    def of(cls, store: Any) -> PortableStore:
+        local = getattr(store, "local", False)
+        return cls(str(Path(store.root).resolve()) if local else str(store.root))
+
+    def _here(self) -> Any:
+        from .lake.store import open_store
+
+        return per_thread(("store", self.root), lambda: open_store(self.root))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "root":
+            raise AttributeError(name)
+        return getattr(self._here(), name)
+
+    def __getstate__(self) -> dict:
+        return {"root": self.root}
+
+    def __setstate__(self, state: dict) -> None:
+        self.root = state["root"]
