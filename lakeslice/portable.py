@@ -87,7 +87,13 @@ def _has_password(text: str) -> bool:
 
 
 class PortableSource:
-    """A :class:`~lakeslice.sources.base.Source` that opens ``spec`` where it is used."""
+    """A :class:`~lakeslice.sources.base.Source` that opens ``spec`` where it is used.
+
+    ``portable = True`` tells a remote executor that this object may be sent to workers as it
+    is (a source of one's own may say the same, and must then hold no secret).
+    """
+
+    portable = True
 
     def __init__(self, spec: SourceSpec, *, label: str, snapshot: dict, group_rows=None, shard_starts=()):
         self.spec = spec

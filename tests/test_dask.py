@@ -140,3 +140,145 @@ def test_unreachable_scheduler_is_one_line():
 
     with pytest.raises(RunError, match=r"^Dask scheduler tcp://127.0.0.1:\d+: cannot connect"):
         DaskExecutor(address=f"dask://127.0.0.1:{free_port()}", connect_timeout=2)
+
+
+# ------------------------------------------------------------------------------------------
+# Whole exports: Dask (2 worker processes) against local threads, byte for byte
+
+DB = "daskx"
+WINDOW = "pre2000_post2000"  # long windows over short data: many bucket groups, few rows
+EPOCH = "1704067200"
+
+
+@pytest.fixture(scope="module")
+def ch_source(clickhouse_server, tmp_path_factory):
+    """300 mints x 300 one-minute candles (gaps, duplicates) on the session server; 600 alerts.
+
+    Each alert's window spans all of its mint's data, so the estimate per mint is ~4,300 rows
+    and the plan has several 400 k-row bucket groups (several tasks) for only ~85 k candles.
+    """
+    from conftest import load_candles
+
+    from lakeslice.synthetic import synthetic_alerts, synthetic_candles
+
+    candles = synthetic_candles(mints=300, candles_per_mint=300, duplicate_fraction=0.02, seed=3)
+    load_candles(clickhouse_server, DB, "ohlcv_candles", candles)
+    alerts = tmp_path_factory.mktemp("dask-alerts") / "alerts.parquet"
+    synthetic_alerts(alerts=600, mints=300, candles_per_mint=300, seed=4).write_parquet(alerts)
+    return clickhouse_server.url(DB), alerts
+
+
+def run_files(run_dir: Path) -> dict[str, bytes]:
+    """Every file of a sealed run, the manifest included, by relative path."""
+    return {p.relative_to(run_dir).as_posix(): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def _export(ch_source, root: Path, **kwargs):
+    from lakeslice import export_run_slices
+
+    url, alerts = ch_source
+    kwargs.setdefault("source", url)
+    return export_run_slices(alerts, interval="1m", window=WINDOW, data_root=root, run_id="d", **kwargs)
+
+
+@pytest.fixture(scope="module")
+def local_run(ch_source, tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SOURCE_DATE_EPOCH", EPOCH)
+    try:
+        return _export(ch_source, tmp_path_factory.mktemp("local"), executor="local")
+    finally:
+        mp.undo()
+
+
+def test_the_plan_has_several_groups(local_run):
+    """What the identity tests below rely on: several tasks, rows in many buckets."""
+    from lakeslice.export import bucket_groups, range_rows  # noqa: F401
+
+    slices = local_run.manifest["outputs"]["slices"]
+    assert slices["mint_buckets"] > 100 and slices["rows"] > 50_000
+
+
+def test_dask_export_equals_local(ch_source, local_run, dask_cluster, tmp_path, monkeypatch):
+    """Same files, manifest bytes and content_sha256; tasks really ran on both workers."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
+    run = _export(ch_source, tmp_path, executor=dask_url(dask_cluster))
+    assert run_files(run.run_dir) == run_files(local_run.run_dir)
+    assert run.manifest["content_sha256"] == local_run.manifest["content_sha256"]
+    assert run.rows_fetched == local_run.rows_fetched
+
+
+# Sources of the failure tests: real ClickHouse reads, with a worker that dies (portable: they
+# travel as the URL, and open the real source where they run).
+
+_FETCHES = {"n": 0}  # per worker process
+
+
+class _DyingSource:
+    portable = True
+
+    def __init__(self, url: str, marker: str | None):
+        from lakeslice.sources.clickhouse import ClickHouseSource
+
+        src = ClickHouseSource.from_url(url)
+        self.url, self.marker = url, marker
+        self.label, self._snapshot, self.group_rows = src.label, src.snapshot(), src.group_rows
+
+    def snapshot(self) -> dict:
+        return self._snapshot
+
+    def _real(self):
+        from lakeslice.portable import per_thread
+        from lakeslice.sources.clickhouse import ClickHouseSource
+
+        return per_thread(("dying", self.url), lambda: ClickHouseSource.from_url(self.url))
+
+    def _should_die(self) -> bool:
+        """Always (no marker), or once: after this process finished a group, on the first claim."""
+        return self.marker is None or (_FETCHES["n"] >= 2 and _claim(self.marker))
+
+    def fetch(self, request):
+        _FETCHES["n"] += 1
+        for batch in self._real().fetch(request):
+            yield batch
+            # Mid-stream; with a marker, in the second group of this process, so the first
+            # one's files are written and its result is held by the worker that dies.
+            if self._should_die():
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    def close(self) -> None:
+        pass
+
+
+def _claim(marker: str) -> bool:
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
+
+
+def test_a_worker_killed_mid_export_seals_the_same_content(
+    ch_source, local_run, dask_cluster, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
+    marker = tmp_path / "killed"
+    source = _DyingSource(ch_source[0], str(marker))
+    run = _export(ch_source, tmp_path / "root", source=source, executor=dask_url(dask_cluster))
+    assert marker.exists()  # a worker really died mid-task
+    assert run_files(run.run_dir) == run_files(local_run.run_dir)
+    _wait_for_workers_of(dask_cluster, 2)
+
+
+def test_a_group_whose_workers_keep_dying_fails_the_run_unsealed(ch_source, dask_cluster, tmp_path):
+    source = _DyingSource(ch_source[0], None)
+    with pytest.raises(RunError, match=r"^bucket group \\d+: the Dask workers running it died repeatedly"):
+        _export(ch_source, tmp_path, source=source, executor=dask_url(dask_cluster))
+    assert not list(tmp_path.rglob("manifest.json"))
+    assert not (tmp_path / "lake" / "runs" / "run_id=d").exists()
+    _wait_for_workers_of(dask_cluster, 2)
+
+
+def _wait_for_workers_of(cluster, n: int) -> None:
+    with distributed.Client(cluster, set_as_default=False) as client:
+        client.wait_for_workers(n, timeout=60)
