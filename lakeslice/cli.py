@@ -159,6 +159,7 @@ def export(
     ),
     table: str = typer.Option(None, "--table", help="Source table [ohlcv_candles]."),
     source_shards: str = typer.Option(None, "--source-shards", help=ExportOptions.help("source_shards")),
+    executor: str = typer.Option(None, "--executor", help=ExportOptions.help("executor")),
     overwrite: bool = typer.Option(None, "--overwrite/--no-overwrite", help="Replace a sealed run."),
     config: str = typer.Option(None, "--config", help="JSON options file, or - for stdin."),
 ) -> None:
@@ -189,6 +190,7 @@ def export(
                 source=opts["source"],
                 table=opts["table"],
                 source_shards=opts["source_shards"],
+                executor=opts["executor"],
                 data_root=opts["data_root"],
                 run_id=opts["run_id"],
                 chain=opts["chain"],
@@ -231,6 +233,8 @@ def corpus(
     compression: str = typer.Option("zstd", "--compression"),
     target_file_mb: float = typer.Option(512.0, "--target-file-mb"),
     format: Format = typer.Option(Format.table, "--format"),
+    source_shards: str = typer.Option(None, "--source-shards", help=ExportOptions.help("source_shards")),
+    executor: str = typer.Option("local", "--executor", help=ExportOptions.help("executor")),
 ) -> None:
     """Export every candle of a chain and interval by UTC day into the corpus tree."""
     fmt = format.value
@@ -251,6 +255,8 @@ def corpus(
                 target_file_mb=target_file_mb,
                 mints=read_mints(mints) if mints else None,
                 progress=progress,
+                executor=executor,
+                source_shards=source_shards,
             )
     except Exception as exc:  # noqa: BLE001
         _fail(exc, fmt)

@@ -1,34 +1,36 @@
 """Global corpus export: every candle of a chain and interval, by UTC day and mint bucket.
 
-Each day is staged, sealed and swapped in whole (lake/commit.py); its seal lives under
-``corpus/_seals/`` so Parquet readers scanning ``corpus/ohlcv`` never see it.
+The same three stages as a run export (export.py): each day is planned (mints with candles
+that day, bucket groups), its groups run through :func:`lakeslice.export.run_group` on the
+executor, and the day is sealed and published whole (lake/commit.py). The day's seal lives
+under ``corpus/_seals/`` so Parquet readers scanning ``corpus/ohlcv`` never see it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
-from .export import _fetch, bucket_groups
+from .executor import Executor, open_executor
+from .export import GroupResult, GroupTask, bucket_groups, staged_run
 from .lake import layout
 from .lake.commit import Commit
-from .lake.manifest import LAKE_VERSION, content_sha256, created_at, exporter, files_section
-from .lake.writer import FileEntry, write_buckets
+from .lake.manifest import LAKE_VERSION, FileEntry, content_sha256, created_at, exporter, files_section
+from .lake.store import Store, open_store
+from .options import _target_bytes
+from .portable import open_task_source
 from .progress import NoProgress, Progress
-from .sources import Source, open_source
+from .sources import Source
 from .spec import InputError, check_compression, format_interval, parse_interval
-from .transforms import (
-    DEDUP_RULE,
-    dedupe_candles,
-    mint_bucket,
-    normalize_candles,
-    to_slice_columns,
-)
+from .transforms import DEDUP_RULE, mint_bucket
 
 log = logging.getLogger("lakeslice")
 DAY_MS = 86_400_000
@@ -36,7 +38,7 @@ DAY_MS = 86_400_000
 
 @dataclass
 class CorpusResult:
-    root: Path
+    root: Path | str
     days: list[dict] = field(default_factory=list)
     rows_fetched: int = 0
     seconds: float = 0.0
@@ -55,7 +57,11 @@ class CorpusResult:
 
 
 def read_mints(path: str | Path) -> list[str]:
-    """Mints from a text file (one per line), or a CSV/Parquet file with a mint column."""
+    """Mints from a text file (one per line, taken as written), or a CSV/Parquet mint column.
+
+    Mints are data: nothing is stripped. An empty line or an empty/null mint is an input error
+    naming its row, as in an alerts file.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: mints file not found")
@@ -68,9 +74,18 @@ def read_mints(path: str | Path) -> list[str]:
         col = next((c for c in ("mint", "token_address") if c in frame.columns), None)
         if col is None:
             raise InputError(f"{path}: missing column 'mint' (or 'token_address')")
-        return frame[col].drop_nulls().cast(pl.String).unique().sort().to_list()
-    lines = path.read_text("utf-8").splitlines()
-    return sorted({line.strip() for line in lines if line.strip()})
+        values = frame[col].cast(pl.String)
+    else:
+        try:
+            values = pl.Series(col := "mint", path.read_text("utf-8").splitlines(), dtype=pl.String)
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    bad = (values.is_null() | (values == "")).arg_true()
+    if bad.len():
+        raise InputError(f"{path}: row {bad[0] + 1}: empty {col}")
+    if values.is_empty():
+        raise InputError(f"{path}: no mints")
+    return values.unique().sort().to_list()
 
 
 def parse_day(text: str | dt.date, what: str) -> dt.date:
@@ -87,6 +102,41 @@ def day_bounds(day: dt.date) -> tuple[int, int]:
     return start, start + DAY_MS
 
 
+@dataclass(frozen=True)
+class DayPlan:
+    """One corpus day: where it goes, its mints and bucket groups (plain data)."""
+
+    day: dt.date
+    chain: str
+    interval_s: int
+    key: str
+    seal_key: str
+    counts: pl.DataFrame
+    groups: tuple[tuple[str, ...], ...]
+    compression: str
+    target_bytes: int
+    mints: tuple[str, ...] | None
+
+    def tasks(self, target: str) -> list[GroupTask]:
+        start, end = day_bounds(self.day)
+        return [
+            GroupTask(
+                buckets=group,
+                ranges=self.counts.filter(pl.col("mint_bucket").is_in(list(group))).select(
+                    "mint", start_ms=pl.lit(start), end_ms=pl.lit(end)
+                ),
+                target=target,
+                prefix="",
+                chain=self.chain,
+                interval_s=self.interval_s,
+                compression=self.compression,
+                target_bytes=self.target_bytes,
+                day=(start, end),
+            )
+            for group in self.groups
+        ]
+
+
 def export_corpus(
     *,
     interval: str | int,
@@ -100,131 +150,179 @@ def export_corpus(
     target_file_mb: float = 512,
     mints: list[str] | None = None,
     progress: Progress | None = None,
+    executor: Executor | str | Any | None = None,
+    source_shards: str | None = None,
 ) -> CorpusResult:
     """Export every candle in ``[date_from, date_to)`` (UTC days) into the corpus tree.
+
+    With ``mints`` only those mints are exported, into days that hold no complete export:
+    a restricted export never replaces a complete day (InputError), and its seal records the
+    restriction.
 
     >>> export_corpus(interval="1m", date_from="2024-01-01", date_to="2024-01-02",  # doctest: +SKIP
     ...               source="parquet://fixtures/candles.parquet", data_root="data")
     """
     started = time.perf_counter()
+    progress = progress or NoProgress()
+    progress.stage("planning")
     interval_s = parse_interval(interval)
     check_compression(compression)
-    if not target_file_mb or target_file_mb <= 0:
-        raise InputError(f"target_file_mb {target_file_mb!r}: must be > 0")
+    target_bytes = _target_bytes(target_file_mb)
+    if not chain:
+        raise InputError("--chain: must not be empty")
     first, last = parse_day(date_from, "from"), parse_day(date_to, "to")
     if first >= last:
         raise InputError(f"--from {first} must be before --to {last} (--to is exclusive)")
     days = [first + dt.timedelta(days=i) for i in range((last - first).days)]
-    owns = not hasattr(source, "fetch")
-    src: Source = open_source(source, table=table, data_root=data_root) if owns else source
-    text = format_interval(interval_s)
-    result = CorpusResult(layout.corpus_dir(data_root, text))
-    progress = progress or NoProgress()
-    progress.stage("fetching", total=len(days))
+    store = open_store(data_root)
+    restricted = tuple(sorted(set(mints))) if mints is not None else None
+    if restricted is not None:
+        _refuse_complete_days(store, chain, interval_s, days)
+    owns_executor = isinstance(executor, str)
+    executor = open_executor(executor)
     try:
-        for day in days:
-            summary, fetched = _export_day(
+        src, owns = open_task_source(
+            source, executor=executor, table=table, data_root=data_root, shards=source_shards
+        )
+    except BaseException:
+        if owns_executor:
+            executor.close()
+        raise
+    text = format_interval(interval_s)
+    root = store.url(layout.corpus_key(chain, text))
+    result = CorpusResult(Path(root) if store.local else root)
+    try:
+        plans = [
+            plan_day(
                 src,
                 day,
-                interval_s=interval_s,
                 chain=chain,
-                data_root=Path(data_root),
+                interval_s=interval_s,
                 compression=compression,
-                target_bytes=int(target_file_mb * 1024 * 1024),
-                mints=mints,
+                target_bytes=target_bytes,
+                mints=restricted,
+            )
+            for day in days
+        ]
+        progress.stage("fetching", total=sum(len(p.groups) for p in plans))
+        for plan in plans:
+            summary, results = staged_run(
+                store,
+                plan.key,
+                overwrite=True,
+                seal_key=plan.seal_key,
+                tasks=plan.tasks,
+                finish=partial(seal_day, plan, source=src),
+                source=src,
+                executor=executor,
+                progress=progress,
             )
             result.days.append(summary)
-            result.rows_fetched += fetched
-            progress.advance(done=1, rows=fetched)
+            result.rows_fetched += sum(r.rows_fetched for r in results)
     finally:
         if owns:
             src.close()
+        if owns_executor:
+            executor.close()
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _day_mints(
-    src: Source, *, chain: str, interval_s: int, start: int, end: int, mints: list[str] | None
-) -> pl.DataFrame:
-    """Mints with candles that day and their row counts: ``mint, rows, mint_bucket``."""
-    counts = src.mint_counts(chain=chain, interval_s=interval_s, start_ms=start, end_ms=end)
-    if mints is not None:
-        counts = counts.filter(pl.col("mint").is_in(pl.Series(mints, dtype=pl.String).implode()))
-    return counts.with_columns(mint_bucket=mint_bucket("mint")).sort("mint")
+def _refuse_complete_days(store: Store, chain: str, interval_s: int, days: list[dt.date]) -> None:
+    """A restricted (``--mints``) export never replaces a day sealed by a complete export."""
+    import json
+
+    text = format_interval(interval_s)
+    for day in days:
+        key = layout.day_seal_key(chain, text, day.isoformat())
+        try:
+            seal = json.loads(store.get(key))
+        except FileNotFoundError:
+            continue
+        except ValueError:
+            seal = {}
+        if not seal.get("mints"):
+            raise InputError(
+                f"{store.url(key)}: day {day} holds a complete export; a --mints export never "
+                "replaces it (export the restricted mints into another --data-root)"
+            )
 
 
-def _export_day(
+def plan_day(
     src: Source,
     day: dt.date,
     *,
-    interval_s: int,
     chain: str,
-    data_root: Path,
+    interval_s: int,
     compression: str,
     target_bytes: int,
-    mints: list[str] | None,
-) -> tuple[dict, int]:
+    mints: tuple[str, ...] | None,
+) -> DayPlan:
+    """Stage 1 of a day: its mints with candles (from the source) and their bucket groups."""
     start, end = day_bounds(day)
+    counts = src.mint_counts(chain=chain, interval_s=interval_s, start_ms=start, end_ms=end)
+    if mints is not None:
+        counts = counts.filter(pl.col("mint").is_in(pl.Series(mints, dtype=pl.String).implode()))
+    counts = counts.with_columns(mint_bucket=mint_bucket("mint")).sort("mint")
     text = format_interval(interval_s)
-    final = layout.day_dir(data_root, text, day.isoformat())
-    counts = _day_mints(src, chain=chain, interval_s=interval_s, start=start, end=end, mints=mints)
-    files: list[FileEntry] = []
-    fetched = 0
-    with Commit(final, overwrite=True, work_root=layout.lake_dir(data_root)) as commit:
-        for group in bucket_groups(
-            counts.select("mint_bucket", "rows"), starts=getattr(src, "shard_starts", ())
-        ):
-            g = counts.filter(pl.col("mint_bucket").is_in(group))
-            ranges = g.select("mint", start_ms=pl.lit(start), end_ms=pl.lit(end))
-            frame = _fetch(src, _DaySpec(chain, interval_s), ranges, group)
-            fetched += frame.height
-            candles = dedupe_candles(normalize_candles(frame, interval_s=interval_s, source=src.label))
-            slices = (
-                to_slice_columns(
-                    candles.filter(pl.col("ts_ms").is_between(start, end - 1)), interval_s=interval_s
-                )
-                .join(g.lazy().select("mint", "mint_bucket"), on="mint", maintain_order="left")
-                .collect()
+    return DayPlan(
+        day=day,
+        chain=chain,
+        interval_s=interval_s,
+        key=layout.day_key(chain, text, day.isoformat()),
+        seal_key=layout.day_seal_key(chain, text, day.isoformat()),
+        counts=counts,
+        groups=tuple(
+            tuple(g)
+            for g in bucket_groups(
+                counts.select("mint_bucket", "rows"), starts=getattr(src, "shard_starts", ())
             )
-            files += write_buckets(
-                commit.staging, "", slices, compression=compression, target_bytes=target_bytes
-            )
-        seal = _day_seal(day, interval_s, chain, src, files)
-        commit.seal(seal, seal_path=layout.day_seal(final))
-    log.info("corpus %s: %d rows in %d files", day, seal["rows"], len(files))
+        ),
+        compression=compression,
+        target_bytes=target_bytes,
+        mints=mints,
+    )
+
+
+def seal_day(plan: DayPlan, results: list[GroupResult], commit: Commit, *, source: Source) -> dict:
+    """Stage 3 of a day: its seal, written after its files; the day is published whole."""
+    files = [f for r in results for f in r.files]
+    seal = _day_seal(plan, source, files)
+    commit.seal(seal)
+    log.info("corpus %s: %d rows in %d files", plan.day, seal["rows"], len(files))
     return {
-        "date": day.isoformat(),
+        "date": plan.day.isoformat(),
         "rows": seal["rows"],
         "bytes": seal["bytes"],
         "files": [f.path for f in files],
         "content_sha256": seal["content_sha256"],
-    }, fetched
+    }
 
 
-@dataclass(frozen=True)
-class _DaySpec:
-    """The two fields of a run spec that fetching needs."""
-
-    chain: str
-    interval_s: int
-
-
-def _day_seal(day: dt.date, interval_s: int, chain: str, src: Source, files: list[FileEntry]) -> dict:
+def _day_seal(plan: DayPlan, src: Source, files: list[FileEntry]) -> dict:
     stamp = created_at()
-    return {
+    seal = {
         "lake_version": LAKE_VERSION,
         "kind": "corpus_day",
         "dataset": "ohlcv",
-        "date": day.isoformat(),
-        "interval": format_interval(interval_s),
-        "interval_s": interval_s,
-        "chain": chain,
+        "date": plan.day.isoformat(),
+        "interval": format_interval(plan.interval_s),
+        "interval_s": plan.interval_s,
+        "chain": plan.chain,
         "created_at": stamp,
         "exporter": exporter(),
-        "source_snapshot": {**src.snapshot(), "chain": chain, "as_of": stamp},
+        "source_snapshot": {**src.snapshot(), "chain": plan.chain, "as_of": stamp},
         "dedup_rule": DEDUP_RULE,
         "files": files_section(files),
         "rows": sum(f.rows for f in files),
         "bytes": sum(f.bytes for f in files),
         "content_sha256": content_sha256(files),
     }
+    if plan.mints is not None:
+        listing = "".join(f"{m}\n" for m in plan.mints).encode("utf-8")
+        seal["mints"] = {
+            "restricted": True,
+            "count": len(plan.mints),
+            "sha256": hashlib.sha256(listing).hexdigest(),
+        }
+    return seal

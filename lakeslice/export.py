@@ -1,37 +1,55 @@
-"""Run export: alerts → windows → candles by bucket group → slices + coverage → sealed run."""
+"""Run export in three stages: plan → run each bucket group → seal.
+
+- :func:`plan_run` validates the options, normalizes the alerts and computes windows, merged
+  ranges and bucket groups: a :class:`RunPlan` of plain, picklable data.
+- :func:`run_group` fetches one bucket group, transforms it and writes its part files through
+  the store; it returns a :class:`GroupResult` (files, coverage rows, rows fetched). Apart
+  from the files it writes it is pure, and running it twice writes the same keys and bytes.
+- :func:`seal` writes the coverage and the normalized alerts, then the manifest, and publishes.
+
+:func:`export_run_slices` is ``plan → executor.map(run_group) → seal``; the executor
+(lakeslice/executor.py) decides where groups run, never what they write.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import secrets
+import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
 
 from .alerts import normalize_alerts, read_alerts
+from .executor import Executor, LocalExecutor, open_executor
 from .lake import layout
-from .lake.commit import Commit
+from .lake.commit import Commit, open_commit
 from .lake.manifest import (
     LAKE_VERSION,
+    FileEntry,
     content_sha256,
     created_at,
     exporter,
     files_section,
 )
-from .lake.writer import FileEntry, FileSink, write_buckets, write_file
+from .lake.store import Store, open_store
+from .lake.writer import FileSink, Target, write_buckets, write_file
 from .options import ExportOptions, RunSpec
+from .portable import PortableStore, open_task_source
 from .progress import NoProgress, Progress
-from .sources import CandleRequest, Source, open_source, retryable
+from .sources import CandleRequest, Source, retryable
 from .spec import RunError, Window, check_run_id
 from .transforms import (
     COVERAGE_COLUMNS,
+    COVERAGE_SCHEMA,
     DEDUP_RULE,
     alert_windows,
     coverage_of,
@@ -52,19 +70,19 @@ FETCH_ATTEMPTS = 3
 
 @dataclass
 class ExportResult:
-    run_dir: Path
+    run_dir: Path | str
     manifest: dict
     rows_fetched: int = 0
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
 
     @property
-    def manifest_path(self) -> Path:
-        return self.run_dir / layout.MANIFEST
+    def manifest_path(self) -> Path | str:
+        return _under(self.run_dir, layout.MANIFEST)
 
     @property
-    def coverage_path(self) -> Path:
-        return self.run_dir / layout.COVERAGE
+    def coverage_path(self) -> Path | str:
+        return _under(self.run_dir, layout.COVERAGE)
 
     def to_json(self) -> dict:
         """The machine contract of SPEC §8."""
@@ -84,6 +102,16 @@ class ExportResult:
         }
 
 
+def _under(base: Path | str, rel: str) -> Path | str:
+    """``base/rel`` for a local path or a URL."""
+    return base / rel if isinstance(base, Path) else f"{base.rstrip('/')}/{rel}"
+
+
+def run_location(store: Store, key: str) -> Path | str:
+    """How a result names a directory: a Path on a local root, a URL on object storage."""
+    return Path(store.url(key)) if store.local else store.url(key)
+
+
 def slices_prefix(spec: RunSpec) -> str:
     """Where the run's slice files live, relative to the run directory."""
     return layout.slices_prefix(spec.interval_text, spec.window.name)
@@ -95,6 +123,89 @@ def new_run_id() -> str:
     return f"{now}-{secrets.token_hex(3)}"
 
 
+# --------------------------------------------------------------------------------------------
+# The stages' data
+
+
+@dataclass(frozen=True)
+class GroupTask:
+    """One bucket group to fetch, transform and write: plain data, picklable.
+
+    ``target`` is the key prefix of the directory being staged, ``prefix`` where the bucket
+    directories go inside it. Run exports carry ``spec`` and the group's alert ``windows``
+    (coverage, strict mode); corpus days carry ``day``, the ``[start_ms, end_ms)`` kept.
+    """
+
+    buckets: tuple[str, ...]
+    ranges: pl.DataFrame
+    target: str
+    prefix: str
+    chain: str
+    interval_s: int
+    compression: str
+    target_bytes: int
+    spec: RunSpec | None = None
+    windows: pl.DataFrame | None = None
+    day: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    """What one group wrote: its files (manifest entries), coverage rows and rows fetched."""
+
+    files: tuple[FileEntry, ...]
+    coverage: pl.DataFrame | None
+    rows_fetched: int
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything an export decides before it fetches: plain data, picklable.
+
+    ``windows`` are the alerts' windows with their ``mint_bucket``; ``ranges`` the merged
+    ranges per mint; ``groups`` the bucket groups, in order.
+    """
+
+    run_id: str
+    spec: RunSpec
+    alerts: pl.DataFrame
+    alerts_name: str
+    windows: pl.DataFrame
+    ranges: pl.DataFrame
+    groups: tuple[tuple[str, ...], ...]
+    source_label: str
+    source_snapshot: dict
+
+    @property
+    def key(self) -> str:
+        """The run directory's key under the data root."""
+        return layout.run_key(self.run_id)
+
+    def tasks(self, target: str) -> list[GroupTask]:
+        """The group tasks, writing under the staged directory ``target``."""
+        return [self.task(group, target) for group in self.groups]
+
+    def task(self, group: tuple[str, ...], target: str) -> GroupTask:
+        in_group = pl.col("mint_bucket").is_in(list(group))
+        spec = self.spec
+        return GroupTask(
+            buckets=group,
+            ranges=self.ranges.filter(in_group).sort("mint", "start_ms").select("mint", "start_ms", "end_ms"),
+            target=target,
+            prefix=slices_prefix(spec),
+            chain=spec.chain,
+            interval_s=spec.interval_s,
+            compression=spec.compression,
+            target_bytes=spec.target_bytes,
+            spec=spec,
+            windows=self.windows.filter(in_group),
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# The three stages
+
+
 def export_run_slices(
     alerts: str | Path | pl.DataFrame,
     *,
@@ -102,7 +213,6 @@ def export_run_slices(
     window: str | Window,
     source: str | Source | None = ExportOptions.source,
     table: str = ExportOptions.table,
-    source_shards: str | None = ExportOptions.source_shards,
     data_root: str | Path = ExportOptions.data_root,
     run_id: str | None = ExportOptions.run_id,
     chain: str = ExportOptions.chain,
@@ -113,10 +223,15 @@ def export_run_slices(
     target_total: int | None = ExportOptions.target_total,
     overwrite: bool = ExportOptions.overwrite,
     progress: Progress | None = None,
+    executor: Executor | str | Any | None = ExportOptions.executor,
+    source_shards: str | None = ExportOptions.source_shards,
 ) -> ExportResult:
     """Export the slices around ``alerts`` into a sealed run under ``data_root``.
 
-    Options are those of :class:`lakeslice.options.ExportOptions` (the CLI's flags).
+    Options are those of :class:`lakeslice.options.ExportOptions` (the CLI's flags);
+    ``data_root`` is a directory or ``s3://bucket/prefix``. ``executor`` runs the bucket
+    groups: ``"local"`` (this process's threads), ``"dask://HOST:PORT"``, a
+    ``dask.distributed.Client`` or an :class:`~lakeslice.executor.Executor`.
 
     >>> res = export_run_slices("fixtures/alerts.csv", interval="1m",  # doctest: +SKIP
     ...                         window="pre5_post10", source="parquet://fixtures/candles.parquet")
@@ -124,43 +239,169 @@ def export_run_slices(
     started = time.perf_counter()
     progress = progress or NoProgress()
     progress.stage("planning")
-    spec = ExportOptions(
+    options = ExportOptions(
         interval=interval,
         window=window if isinstance(window, str) else window.name,
+        run_id=run_id,
+        data_root=str(data_root),
         chain=chain,
         compression=compression,
         target_file_mb=target_file_mb,
         strict_coverage=strict_coverage,
         min_required_pre=min_required_pre,
         target_total=target_total,
-    ).resolve()
-    run_id = check_run_id(run_id) if run_id is not None else new_run_id()
-    alerts_df, alerts_name = _load_alerts(alerts)
-    final = layout.run_dir(data_root, run_id)
-
-    owns_source = not hasattr(source, "fetch")
-    src: Source = (
-        open_source(source, table=table, data_root=data_root, shards=source_shards) if owns_source else source
+        overwrite=overwrite,
     )
+    store = open_store(data_root)
+    owns_executor = isinstance(executor, str)
+    executor = open_executor(executor)
     try:
-        with Commit(final, overwrite=overwrite, work_root=layout.lake_dir(data_root)) as commit:
-            files, coverage_df, fetched = _write_data(commit.staging, alerts_df, src, spec, progress)
-            progress.stage("sealing")
-            alerts_entry = write_file(commit.staging, layout.ALERTS, alerts_df, compression=spec.compression)
-            manifest = _manifest(run_id, spec, src, alerts_name, alerts_entry, files, coverage_df)
-            commit.seal(manifest)
+        src, owns_source = open_task_source(
+            source, executor=executor, table=table, data_root=data_root, shards=source_shards
+        )
+    except BaseException:
+        if owns_executor:
+            executor.close()
+        raise
+    try:
+        plan = plan_run(alerts, options, source=src)
+        progress.stage("fetching", total=len(plan.groups))
+        manifest, results = staged_run(
+            store,
+            plan.key,
+            overwrite=options.overwrite,
+            tasks=plan.tasks,
+            finish=partial(seal, plan),
+            source=src,
+            executor=executor,
+            progress=progress,
+        )
+        fetched = sum(r.rows_fetched for r in results)
     finally:
         if owns_source:
             src.close()
+        if owns_executor:
+            executor.close()
     seconds = time.perf_counter() - started
     log.info(
         "run %s: fetched %d rows, wrote %d rows in %.2fs",
-        run_id,
+        plan.run_id,
         fetched,
         manifest["outputs"]["slices"]["rows"],
         seconds,
     )
-    return ExportResult(final, manifest, rows_fetched=fetched, seconds=seconds)
+    return ExportResult(run_location(store, plan.key), manifest, rows_fetched=fetched, seconds=seconds)
+
+
+def plan_run(alerts: str | Path | pl.DataFrame, options: ExportOptions, *, source: Source) -> RunPlan:
+    """Stage 1: validated options, normalized alerts, windows, merged ranges, bucket groups.
+
+    The ``source`` is asked only for its label, snapshot and preferred group size.
+    """
+    spec = options.resolve()
+    run_id = check_run_id(options.run_id) if options.run_id is not None else new_run_id()
+    alerts_df, alerts_name = _load_alerts(alerts)
+    windows = (
+        alert_windows(alerts_df, interval=spec.interval_s, window=spec.window)
+        .with_columns(mint_bucket=mint_bucket("mint"))
+        .collect()
+    )
+    buckets = windows.select("mint", "mint_bucket").unique()
+    ranges = merge_windows(windows).join(buckets.lazy(), on="mint").collect()
+    groups = bucket_groups(
+        range_rows(ranges, spec.interval_s),
+        getattr(source, "group_rows", None),
+        starts=getattr(source, "shard_starts", ()),
+    )
+    return RunPlan(
+        run_id=run_id,
+        spec=spec,
+        alerts=alerts_df,
+        alerts_name=alerts_name,
+        windows=windows,
+        ranges=ranges,
+        groups=tuple(tuple(g) for g in groups),
+        source_label=source.label,
+        source_snapshot=source.snapshot(),
+    )
+
+
+def staged_run(
+    store: Store,
+    key: str,
+    *,
+    overwrite: bool,
+    tasks: Callable[[str], list[GroupTask]],
+    finish: Callable[[list[GroupResult], Commit], dict],
+    source: Source,
+    executor: Executor | None,
+    progress: Progress,
+    seal_key: str | None = None,
+) -> tuple[dict, list[GroupResult]]:
+    """Open the commit of ``key``, run the ``tasks`` writing under it, ``finish`` (seal) it."""
+    with open_commit(store, key, overwrite=overwrite, seal_key=seal_key) as commit:
+        results = run_groups(
+            tasks(commit.target.prefix), source=source, store=store, executor=executor, progress=progress
+        )
+        progress.stage("sealing")
+        return finish(results, commit), results
+
+
+def run_groups(
+    tasks: list[GroupTask],
+    *,
+    source: Source,
+    store: Store,
+    executor: Executor | None,
+    progress: Progress,
+) -> list[GroupResult]:
+    """Stage 2 over every task, in task order; the first failing group stops the run."""
+    executor = executor or LocalExecutor()
+    if getattr(executor, "remote", False):
+        store = PortableStore.of(store)  # workers open the data root from their own environment
+    results = []
+    for result in executor.map(partial(run_group, source=source, store=store), tasks):
+        progress.advance(done=1, rows=result.rows_fetched)
+        results.append(result)
+    return results
+
+
+def run_group(task: GroupTask, *, source: Source, store: Store) -> GroupResult:
+    """Stage 2 for one bucket group: fetch, transform, write its part files through ``store``."""
+    with _fetching(source):
+        frame = fetch_frame(
+            source, chain=task.chain, interval_s=task.interval_s, ranges=task.ranges, buckets=task.buckets
+        )
+    coverage, prepare = None, None
+    if task.windows is not None and task.spec is not None:
+        coverage, slices, names = _group_outputs(frame, task.windows, task.spec, source.label)
+        prepare = partial(_named, names)
+    else:
+        slices = _day_slices(frame, task, source.label)
+    with FileSink(Target(store, task.target)) as sink:
+        write_buckets(
+            sink,
+            task.prefix,
+            slices,
+            compression=task.compression,
+            target_bytes=task.target_bytes,
+            prepare=prepare,
+        )
+        files = sink.entries()
+    return GroupResult(tuple(files), coverage, frame.height)
+
+
+def seal(plan: RunPlan, results: list[GroupResult], commit: Commit) -> dict:
+    """Stage 3: coverage and normalized alerts, then the manifest, written last; publish."""
+    spec = plan.spec
+    coverages = [r.coverage for r in results if r.coverage is not None]
+    coverage_df = pl.concat(coverages).sort("alert_id") if coverages else pl.DataFrame(schema=COVERAGE_SCHEMA)
+    files = [f for r in results for f in r.files]  # in task order: deterministic
+    files.append(write_file(commit.target, layout.COVERAGE, coverage_df, compression=spec.compression))
+    alerts_entry = write_file(commit.target, layout.ALERTS, plan.alerts, compression=spec.compression)
+    manifest = _manifest(plan, alerts_entry, files, coverage_df)
+    commit.seal(manifest)
+    return manifest
 
 
 def _load_alerts(alerts: str | Path | pl.DataFrame) -> tuple[pl.DataFrame, str]:
@@ -208,55 +449,17 @@ def bucket_groups(
     ]
 
 
-def _write_data(
-    staging: Path,
-    alerts: pl.DataFrame,
-    src: Source,
-    spec: RunSpec,
-    progress: Progress,
-) -> tuple[list[FileEntry], pl.DataFrame, int]:
-    windows = (
-        alert_windows(alerts, interval=spec.interval_s, window=spec.window)
-        .with_columns(mint_bucket=mint_bucket("mint"))
-        .collect()
-    )
-    buckets = windows.select("mint", "mint_bucket").unique()
-    ranges = merge_windows(windows).join(buckets.lazy(), on="mint").collect()
-    groups = bucket_groups(
-        range_rows(ranges, spec.interval_s),
-        getattr(src, "group_rows", None),
-        starts=getattr(src, "shard_starts", ()),
-    )
-    progress.stage("fetching", total=len(groups))
+_SOURCE_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LOCKS_LOCK = threading.Lock()
 
-    def request(group: list[str]) -> pl.DataFrame:
-        g_ranges = ranges.filter(pl.col("mint_bucket").is_in(group)).sort("mint", "start_ms")
-        frame = _fetch(src, spec, g_ranges.select("mint", "start_ms", "end_ms"), group)
-        progress.advance(rows=frame.height)
-        return frame
 
-    files: list[Future] = []
-    coverages: list[pl.DataFrame] = []
-    fetched = 0
-    with FileSink(staging) as sink:
-        for group, frame in prefetched(groups, request):
-            g_windows = windows.filter(pl.col("mint_bucket").is_in(group))
-            fetched += frame.height
-            cov, slices, names = _group_outputs(frame, g_windows, spec, src.label)
-            coverages.append(cov)
-            files += write_buckets(
-                sink,
-                slices_prefix(spec),
-                slices,
-                compression=spec.compression,
-                target_bytes=spec.target_bytes,
-                prepare=partial(_named, names),
-            )
-            progress.advance(done=1)
-        coverage_df = pl.concat(coverages).sort("alert_id") if coverages else _empty_coverage()
-    entries = [e for f in files for e in f.result()]  # in submission order: deterministic
-    entries.append(write_file(staging, layout.COVERAGE, coverage_df, compression=spec.compression))
-    return entries, coverage_df, fetched
+def _fetching(source: Source) -> threading.Lock:
+    """One fetch at a time per source object: a source holds one connection."""
+    with _LOCKS_LOCK:
+        lock = _SOURCE_LOCKS.get(source)
+        if lock is None:
+            lock = _SOURCE_LOCKS[source] = threading.Lock()
+        return lock
 
 
 def _named(names: pl.Series, part: pl.DataFrame) -> pl.DataFrame:
@@ -264,39 +467,18 @@ def _named(names: pl.Series, part: pl.DataFrame) -> pl.DataFrame:
     return part.with_columns(mint=names.gather(part["mint"]))
 
 
-def prefetched(groups: list[list[str]], fetch: Callable[[list[str]], pl.DataFrame]):
-    """Yield ``(group, fetch(group))`` in order, fetching the next group while the caller works.
-
-    One fetch runs ahead at most, so at most two groups are in memory. The order of the output
-    never depends on which finishes first.
-    """
-    if not groups:
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lakeslice-fetch") as pool:
-        pending = pool.submit(fetch, groups[0])
-        for i, group in enumerate(groups):
-            frame = pending.result()
-            if i + 1 < len(groups):
-                pending = pool.submit(fetch, groups[i + 1])
-            yield group, frame
-
-
-def _empty_coverage() -> pl.DataFrame:
-    from .transforms import COVERAGE_SCHEMA
-
-    return pl.DataFrame(schema=COVERAGE_SCHEMA)
-
-
-def _fetch(src: Source, spec: RunSpec, ranges: pl.DataFrame, group: list[str]) -> pl.DataFrame:
+def fetch_frame(
+    src: Source, *, chain: str, interval_s: int, ranges: pl.DataFrame, buckets: tuple[str, ...]
+) -> pl.DataFrame:
     """All batches of one bucket group; a dropped connection retries the whole group."""
-    request = CandleRequest(chain=spec.chain, interval_s=spec.interval_s, ranges=ranges)
+    request = CandleRequest(chain=chain, interval_s=interval_s, ranges=ranges)
     for attempt in range(1, FETCH_ATTEMPTS + 1):
         try:
             return _frame_of(list(src.fetch(request)))
         except Exception as exc:
             if not retryable(exc) or attempt == FETCH_ATTEMPTS:
                 raise
-            log.info("buckets %s..%s: %s; retry %d", group[0], group[-1], exc, attempt)
+            log.info("buckets %s..%s: %s; retry %d", buckets[0], buckets[-1], exc, attempt)
             time.sleep(0.2 * attempt)
     raise AssertionError("unreachable")
 
@@ -308,6 +490,20 @@ def _frame_of(batches: list[pa.RecordBatch]) -> pl.DataFrame:
     if not batches:
         return pl.from_arrow(CANDLE_SCHEMA.empty_table())
     return pl.from_arrow(pa.Table.from_batches(batches))
+
+
+def _day_slices(frame: pl.DataFrame, task: GroupTask, label: str) -> pl.DataFrame:
+    """A corpus day's rows of the group: deduplicated, inside the day, with their bucket."""
+    assert task.day is not None
+    start, end = task.day
+    candles = dedupe_candles(normalize_candles(frame, interval_s=task.interval_s, source=label))
+    return (
+        to_slice_columns(
+            candles.filter(pl.col("ts_ms").is_between(start, end - 1)), interval_s=task.interval_s
+        )
+        .with_columns(mint_bucket=mint_bucket("mint"))
+        .collect()
+    )
 
 
 def _group_outputs(
@@ -363,16 +559,11 @@ def _group_outputs(
 
 
 def _manifest(
-    run_id: str,
-    spec: RunSpec,
-    src: Source,
-    alerts_name: str,
-    alerts_entry: FileEntry,
-    files: list[FileEntry],
-    coverage_df: pl.DataFrame,
+    plan: RunPlan, alerts_entry: FileEntry, files: list[FileEntry], coverage_df: pl.DataFrame
 ) -> dict:
+    spec, run_id = plan.spec, plan.run_id
     stamp = created_at()
-    slices = [f for f in files if f.path.startswith("slices/")]
+    slices = [f for f in files if f.path.startswith(layout.SLICES)]
     status = coverage_df["status"].value_counts()
     counts = dict(zip(status["status"].to_list(), status["count"].to_list(), strict=True))
     kept = int(coverage_df["kept"].sum())
@@ -387,9 +578,9 @@ def _manifest(
                 "path": alerts_entry.path,
                 "sha256": alerts_entry.sha256,
                 "rows": alerts_entry.rows,
-                "name": alerts_name,
+                "name": plan.alerts_name,
             },
-            "source_snapshot": {**src.snapshot(), "chain": spec.chain, "as_of": stamp},
+            "source_snapshot": {**plan.source_snapshot, "chain": spec.chain, "as_of": stamp},
         },
         "slice_spec": {
             "dataset": "ohlcv",
@@ -405,7 +596,7 @@ def _manifest(
         "outputs": {
             "slices": {
                 "path": slices_prefix(spec),
-                "mint_buckets": len({f.path.split("/")[4] for f in slices}),
+                "mint_buckets": len({layout.hive_value(f.path, "mint_bucket") for f in slices}),
                 "files": len(slices),
                 "rows": sum(f.rows for f in slices),
                 "bytes": sum(f.bytes for f in slices),
@@ -429,4 +620,16 @@ def _manifest(
     }
 
 
-__all__ = ["export_run_slices", "ExportResult", "RunSpec", "bucket_groups", "RunError"]
+__all__ = [
+    "export_run_slices",
+    "plan_run",
+    "run_group",
+    "seal",
+    "RunPlan",
+    "GroupTask",
+    "GroupResult",
+    "ExportResult",
+    "RunSpec",
+    "bucket_groups",
+    "RunError",
+]

@@ -61,6 +61,9 @@ class ExportOptions:
     )
     target_total: int | None = _opt(None, "Strict: candles needed in the window [default: its slots].")
     overwrite: bool = _opt(False, "Replace a sealed run of the same run_id.")
+    executor: str = _opt(
+        "local", "Where bucket groups run: local (threads here) or dask://HOST:PORT (a Dask scheduler)."
+    )
 
     @classmethod
     def help(cls, name: str) -> str:

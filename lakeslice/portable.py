@@ -166,3 +166,35 @@ class PortableStore:
 
     def __setstate__(self, state: dict) -> None:
         self.root = state["root"]
+
+
+def open_task_source(
+    source: str | Source | None,
+    *,
+    executor: Any,
+    table: str,
+    data_root: str | Path,
+    shards: str | None = None,
+) -> tuple[Source, bool]:
+    """The source the tasks of ``executor`` use, and whether the caller must close it.
+
+    Local threads share one source opened here. A remote executor (``executor.remote``) gets a
+    :class:`PortableSource` of the URL; a source object is sent only when it says it is
+    ``portable`` (a ClickHouse source object may hold a password).
+    """
+    from .sources import open_source
+
+    if not getattr(executor, "remote", False):
+        if hasattr(source, "fetch"):
+            return source, False
+        return open_source(source, table=table, data_root=data_root, shards=shards), True
+    if hasattr(source, "fetch"):
+        if getattr(source, "portable", False):
+            return source, False
+        raise InputError(
+            f"source {type(source).__name__}: a source object cannot be sent to remote workers; pass its URL"
+        )
+    url = source or os.environ.get("LAKESLICE_SOURCE")
+    if not url and not shards:
+        url = f"chdb://{Path(data_root).resolve() / 'chdb'}"
+    return PortableSource.of(SourceSpec(url=url, table=table, shards=shards, data_root=str(data_root))), False

@@ -142,3 +142,11 @@ def candle_loader(clickhouse_server):
         return load_candles(clickhouse_server, database, table, rows, **kwargs)
 
     return load
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """One SeaweedFS S3 server for the session, on free loopback ports, with a key pair."""
+    from s3server import s3_fixture
+
+    yield from s3_fixture()

@@ -48,7 +48,7 @@ OFFSETS = [0, 1, 59, 6 * 60 + 7, 12 * 60, 23 * 60 + 58, 23 * 60 + 59]
 OHLCV = ("open", "high", "low", "close", "volume")
 SLICE_COLUMNS = ["mint", "ts", "interval_s", "open", "high", "low", "close", "volume", "source"]
 PATH_RE = re.compile(
-    r"^interval=1m/date=(\d{4}-\d{2}-\d{2})/mint_bucket=([0-9a-f]{2})/part-(\d{4})\.parquet$"
+    r"^chain=solana/interval=1m/date=(\d{4}-\d{2}-\d{2})/mint_bucket=([0-9a-f]{2})/part-(\d{4})\.parquet$"
 )
 
 
@@ -179,7 +179,7 @@ def tree(root: Path) -> Path:
 
 
 def seal_path(root: Path, day) -> Path:
-    return root / "lake" / "corpus" / "_seals" / "ohlcv" / "interval=1m" / f"date={day}.json"
+    return root / "lake" / "corpus" / "_seals" / "ohlcv" / "chain=solana" / "interval=1m" / f"date={day}.json"
 
 
 def file_hashes(root: Path) -> dict[str, str]:
@@ -361,7 +361,7 @@ def test_seals_outside_the_data_tree(world):
     assert [p for p in tree(main).rglob("*") if p.is_file() and p.suffix != ".parquet"] == []
     for day in DAYS:
         seal = json.loads(seal_path(main, day).read_text("utf-8"))
-        day_dir = tree(main) / "interval=1m" / f"date={day}"
+        day_dir = tree(main) / "chain=solana" / "interval=1m" / f"date={day}"
         listed = sorted(f["path"] for f in seal["files"])
         on_disk = sorted(p.relative_to(day_dir).as_posix() for p in day_dir.rglob("*.parquet"))
         assert listed == on_disk and listed
@@ -408,7 +408,7 @@ def test_changed_day_is_replaced_whole(world):
     got = read_tree(mut, f"clickhouse:{DB}.mutable")
     assert got == expected(world["new_rows"])
     assert any(r[3] == 4242.0 for r in got)
-    day_dir = tree(mut) / "interval=1m" / f"date={d2}"
+    day_dir = tree(mut) / "chain=solana" / "interval=1m" / f"date={d2}"
     seal = json.loads(seal_path(mut, d2).read_text("utf-8"))
     on_disk = sorted(p.relative_to(day_dir).as_posix() for p in day_dir.rglob("*") if p.is_file())
     assert on_disk == sorted(f["path"] for f in seal["files"])  # nothing old left behind

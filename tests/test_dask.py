@@ -161,7 +161,7 @@ def ch_source(clickhouse_server, tmp_path_factory):
 
     from lakeslice.synthetic import synthetic_alerts, synthetic_candles
 
-    candles = synthetic_candles(mints=300, candles_per_mint=300, duplicate_fraction=0.02, seed=3)
+    candles = synthetic_candles(mints=300, candles_per_mint=300, duplicate_fraction=0.02)
     load_candles(clickhouse_server, DB, "ohlcv_candles", candles)
     alerts = tmp_path_factory.mktemp("dask-alerts") / "alerts.parquet"
     synthetic_alerts(alerts=600, mints=300, candles_per_mint=300, seed=4).write_parquet(alerts)
@@ -191,10 +191,16 @@ def local_run(ch_source, tmp_path_factory):
         mp.undo()
 
 
-def test_the_plan_has_several_groups(local_run):
+def test_the_plan_has_several_groups(ch_source, local_run):
     """What the identity tests below rely on: several tasks, rows in many buckets."""
-    from lakeslice.export import bucket_groups, range_rows  # noqa: F401
+    from lakeslice.export import plan_run
+    from lakeslice.options import ExportOptions
+    from lakeslice.sources import open_source
 
+    url, alerts = ch_source
+    with open_source(url) as src:
+        plan = plan_run(alerts, ExportOptions(interval="1m", window=WINDOW), source=src)
+    assert len(plan.groups) >= 3
     slices = local_run.manifest["outputs"]["slices"]
     assert slices["mint_buckets"] > 100 and slices["rows"] > 50_000
 
@@ -206,6 +212,16 @@ def test_dask_export_equals_local(ch_source, local_run, dask_cluster, tmp_path, 
     assert run_files(run.run_dir) == run_files(local_run.run_dir)
     assert run.manifest["content_sha256"] == local_run.manifest["content_sha256"]
     assert run.rows_fetched == local_run.rows_fetched
+    with distributed.Client(dask_cluster, set_as_default=False) as client:
+        opened = client.run(_opened_sources)
+    assert len(opened) == 2 and all(n >= 1 for n in opened.values())  # both workers read
+
+
+def _opened_sources() -> int:
+    """Sources this worker process opened for tasks (lakeslice.portable's per-thread cache)."""
+    from lakeslice import portable
+
+    return sum(1 for _, _, key in portable._CACHE if key[0] == "source")
 
 
 # Sources of the failure tests: real ClickHouse reads, with a worker that dies (portable: they
@@ -272,7 +288,7 @@ def test_a_worker_killed_mid_export_seals_the_same_content(
 
 def test_a_group_whose_workers_keep_dying_fails_the_run_unsealed(ch_source, dask_cluster, tmp_path):
     source = _DyingSource(ch_source[0], None)
-    with pytest.raises(RunError, match=r"^bucket group \\d+: the Dask workers running it died repeatedly"):
+    with pytest.raises(RunError, match=r"^bucket group \d+: the Dask workers running it died repeatedly"):
         _export(ch_source, tmp_path, source=source, executor=dask_url(dask_cluster))
     assert not list(tmp_path.rglob("manifest.json"))
     assert not (tmp_path / "lake" / "runs" / "run_id=d").exists()

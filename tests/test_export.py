@@ -733,15 +733,27 @@ def test_no_candles_at_all(tmp_path):
     assert scan_run(run_dir).collect().height == 0
 
 
-def test_unsealed_leftover_is_replaced_without_overwrite(tmp_path):
-    """A run dir without a seal (a crash) is not 'sealed': exporting into it is allowed."""
+@pytest.mark.parametrize("kind", ["dir", "file"])
+def test_unsealed_thing_at_run_id_needs_overwrite(tmp_path, kind):
+    """Something that is not a sealed run at run_id=X (lakeslice never leaves one: it stages
+    elsewhere) is refused without --overwrite, replaced with it, and nothing stays in .staging."""
     run_dir = tmp_path / "lake/runs/run_id=left"
-    (run_dir / "slices").mkdir(parents=True)
-    (run_dir / "slices" / "junk.parquet").write_bytes(b"junk")
+    if kind == "dir":
+        (run_dir / "slices").mkdir(parents=True)
+        (run_dir / "slices" / "junk.parquet").write_bytes(b"junk")
+    else:
+        run_dir.parent.mkdir(parents=True)
+        run_dir.write_bytes(b"junk")
     res = cli(export_args(tmp_path, "left"))
+    assert res.exit_code == 2, res.stderr
+    assert "run_id=left" in res.stderr and "--overwrite" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert (run_dir / "slices" / "junk.parquet").exists() if kind == "dir" else run_dir.is_file()
+    res = cli(export_args(tmp_path, "left", extra=["--overwrite"]))
     assert res.exit_code == 0, res.stderr
     assert not (run_dir / "slices" / "junk.parquet").exists()
     assert cli(["verify", run_dir]).exit_code == 0
+    assert list((tmp_path / "lake" / ".staging").iterdir()) == []
 
 
 def test_interval_in_seconds_is_normalized(tmp_path):

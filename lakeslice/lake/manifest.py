@@ -7,13 +7,27 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .. import __version__  # noqa: F401  (set before submodules import)
 from ..spec import RunError
-from .writer import FileEntry
+from .store import write_atomic
 
 LAKE_VERSION = "v1"
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a run as the manifest lists it (path relative to the run dir)."""
+
+    path: str
+    rows: int
+    bytes: int
+    sha256: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def created_at() -> str:
@@ -56,26 +70,11 @@ def dumps(manifest: dict) -> bytes:
 
 
 def write_json_atomic(path: Path, document: dict) -> None:
-    """Temporary name, flush, fsync, rename, fsync the directory: all or nothing."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    """The seal written with the one atomic-write sequence (store.write_atomic)."""
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(dumps(document))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise RunError(f"{path}: cannot write the seal ({exc.strerror or exc})") from exc
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        write_atomic(path, dumps(document))
+    except RunError as exc:
+        raise RunError(f"{path}: cannot write the seal ({str(exc).split('(', 1)[-1].rstrip(')')})") from exc
 
 
 def read_manifest(run_dir: Path, *, seal: Path | None = None) -> dict:

@@ -1,56 +1,185 @@
-"""Read a sealed run back as Polars lazy frames."""
+"""Read sealed runs and corpus days back as Polars lazy frames, local or on ``s3://``.
+
+Every reader resolves its file list **once**, from one seal (a run's ``manifest.json``, a
+corpus day's seal), and checks each file's bytes against that seal's SHA-256 as it reads
+them. So a reader racing an ``--overwrite`` gets the old export or the new one whole, or a
+clear error saying the run changed under it; never rows of two exports.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from ..spec import RunError
-from .layout import ALERTS, COVERAGE
-from .manifest import read_manifest
-from .verify import verify_dir
+from ..spec import InputError, RunError
+from . import layout
+from .layout import ALERTS, COVERAGE, MANIFEST
+from .store import Store, open_store, scheme_of
 
 # Directory names like mint_bucket=00 would otherwise be inferred as integers.
 HIVE_SCHEMA = {"mint_bucket": pl.String, "date": pl.String}
+DAY_MS = 86_400_000
 
 
-def _sealed(run_dir: str | Path, verify: bool) -> tuple[Path, dict]:
-    run_dir = Path(run_dir)
-    manifest = read_manifest(run_dir)
+@dataclass(frozen=True)
+class SealedFile:
+    """One file a seal lists: where to read it, what it must hash to, its partition values."""
+
+    store: Store
+    key: str
+    sha256: str
+    rows: int
+    parts: tuple[tuple[str, str], ...]
+    where: str
+
+    def read(self) -> bytes:
+        """The file's bytes, exactly as sealed; RunError if it vanished or changed."""
+        try:
+            data = self.store.get(self.key)
+        except FileNotFoundError:
+            raise RunError(
+                f"{self.where}: {self.key} vanished since the seal was read "
+                "(replaced by another export?); read again"
+            ) from None
+        if hashlib.sha256(data).hexdigest() != self.sha256:
+            raise RunError(
+                f"{self.where}: {self.key} changed since the seal was read "
+                "(replaced by another export?); read again"
+            )
+        return data
+
+
+def open_run(run_dir: str | Path) -> tuple[Store, str]:
+    """The store whose root is the run directory, and how to name it in messages."""
+    if scheme_of(run_dir) is None and not Path(run_dir).is_dir():
+        raise RunError(f"{run_dir}: no such run directory")
+    store = open_store(run_dir)
+    return store, store.root
+
+
+def read_seal(store: Store, key: str, where: str) -> dict:
+    """A seal document; RunError naming ``where`` when absent or unreadable."""
+    try:
+        data = store.get(key)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise RunError(f"{where}: unsealed (no {key.rsplit('/', 1)[-1]}); readers refuse it") from None
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        raise RunError(f"{where}: unreadable seal {key} ({exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("files"), list):
+        raise RunError(f"{where}: seal {key} has no list of files")
+    return doc
+
+
+def sealed_files(
+    store: Store, base: str, seal: dict, where: str, *, extra: dict[str, str] | None = None
+) -> list[SealedFile]:
+    """The files a seal lists (paths relative to ``base``), refusing paths that leave it."""
+    out = []
+    for f in seal["files"]:
+        path = str(f.get("path", ""))
+        if not path or path.startswith("/") or any(p in ("", ".", "..") for p in path.split("/")):
+            raise RunError(f"{where}: seal lists a path outside the run: {path!r}")
+        parts = {**(extra or {}), **layout.hive_values(path)}
+        key = f"{base}/{path}" if base else path
+        out.append(SealedFile(store, key, str(f["sha256"]), int(f["rows"]), tuple(parts.items()), where))
+    return out
+
+
+def _run(run_dir: str | Path, verify: bool) -> tuple[Store, str, dict]:
+    store, where = open_run(run_dir)
+    manifest = read_seal(store, MANIFEST, where)
     if verify:
-        report = verify_dir(run_dir)
-        if not report.ok:
-            raise RunError(f"{run_dir}: does not verify: {report.problems[0]}")
-    return run_dir, manifest
+        from .verify import verify_path
+
+        for report in verify_path(run_dir):
+            if not report.ok:
+                raise RunError(f"{where}: does not verify: {report.problems[0]}")
+    return store, where, manifest
 
 
-def _slice_paths(run_dir: Path, manifest: dict) -> list[str]:
-    return [str(run_dir / f["path"]) for f in manifest["files"] if f["path"].startswith("slices/")]
+def scan_files(
+    files: list[SealedFile], schema: dict[str, pl.DataType], keys: tuple[str, ...]
+) -> pl.LazyFrame:
+    """A lazy frame over sealed files, each checked against its seal as it is read.
+
+    ``keys`` are partition columns (text) taken from the files' paths; a filter on them alone
+    skips whole files.
+    """
+    from polars.io.plugins import register_io_source
+
+    full = {**schema, **{k: pl.String for k in keys}}
+
+    def source(with_columns, predicate, n_rows, batch_size) -> Iterator[pl.DataFrame]:
+        wanted = with_columns or list(full)
+        left = n_rows
+        for f in files:
+            parts = dict(f.parts)
+            values = pl.DataFrame({k: [parts.get(k)] for k in keys}, schema={k: pl.String for k in keys})
+            if predicate is not None and keys and set(predicate.meta.root_names()) <= set(keys):
+                if not values.filter(predicate).height:
+                    continue
+            data_cols = [c for c in wanted if c not in keys]
+            if predicate is not None:
+                data_cols += [c for c in predicate.meta.root_names() if c not in keys and c not in data_cols]
+            # at least one column, so a frame of only partition values has the file's rows
+            frame = pl.read_parquet(io.BytesIO(f.read()), columns=data_cols or [next(iter(schema))])
+            frame = frame.with_columns(pl.lit(parts.get(k), pl.String).alias(k) for k in keys)
+            if predicate is not None:
+                frame = frame.filter(predicate)
+            frame = frame.select(wanted)
+            if left is not None:
+                frame = frame.head(left)
+                left -= frame.height
+            yield frame
+            if left is not None and left <= 0:
+                return
+
+    return register_io_source(source, schema=full, explain_name="lakeslice", is_pure=True)
 
 
 def scan_run(run_dir: str | Path, *, verify: bool = False) -> pl.LazyFrame:
-    """The slices of a sealed run with their ``mint_bucket``; refuses an unsealed run.
+    """The slices of a sealed run with their ``mint_bucket`` (text); refuses an unsealed run.
+
+    ``run_dir`` is a directory or an ``s3://`` URL (credentials from the ``AWS_*`` environment).
 
     >>> scan_run("data/lake/runs/run_id=demo").head(3).collect()  # doctest: +SKIP
     """
-    run_dir, manifest = _sealed(run_dir, verify)
-    paths = _slice_paths(run_dir, manifest)
-    if not paths:
-        from ..transforms import SLICE_SCHEMA
+    from ..transforms import SLICE_SCHEMA
 
-        return pl.LazyFrame(schema={**SLICE_SCHEMA, "mint_bucket": pl.String})
-    bucket = pl.col("_path").str.extract(r"mint_bucket=([0-9a-f]{2})/", 1)
-    return (
-        pl.scan_parquet(paths, hive_partitioning=False, include_file_paths="_path")
-        .with_columns(mint_bucket=bucket)
-        .drop("_path")
-    )
+    store, where, manifest = _run(run_dir, verify)
+    files = [f for f in sealed_files(store, "", manifest, where) if f.key.startswith(layout.SLICES)]
+    return scan_files(files, dict(SLICE_SCHEMA), ("mint_bucket",))
+
+
+def _one_file(run_dir: str | Path, rel: str) -> pl.LazyFrame:
+    store, where, manifest = _run(run_dir, False)
+    listed = [f for f in sealed_files(store, "", manifest, where) if f.key == rel]
+    if not listed:
+        raise RunError(f"{where}: its seal does not list {rel}")
+    return pl.read_parquet(io.BytesIO(listed[0].read())).lazy()
 
 
 def scan_coverage(run_dir: str | Path) -> pl.LazyFrame:
-    run_dir, _ = _sealed(run_dir, False)
-    return pl.scan_parquet(run_dir / COVERAGE)
+    """The coverage of a sealed run (one row per alert), checked against its manifest."""
+    return _one_file(run_dir, COVERAGE)
+
+
+def read_alerts_of(run_dir: str | Path) -> pl.LazyFrame:
+    """The normalized alerts of a sealed run, checked against its manifest."""
+    return _one_file(run_dir, ALERTS)
+
+
+def read_run_manifest(run_dir: str | Path) -> dict:
+    """The manifest of a sealed run (a directory or an ``s3://`` URL)."""
+    return _run(run_dir, False)[2]
 
 
 def scan_windows(run_dir: str | Path, *, verify: bool = False) -> pl.LazyFrame:
@@ -60,14 +189,14 @@ def scan_windows(run_dir: str | Path, *, verify: bool = False) -> pl.LazyFrame:
 
     >>> scan_windows("data/lake/runs/run_id=demo").filter(pl.col("k") == 0).collect()  # doctest: +SKIP
     """
-    run_dir, manifest = _sealed(run_dir, verify)
+    manifest = read_run_manifest(run_dir)
     width_ms = int(manifest["slice_spec"]["interval_s"]) * 1000
     alerts = (
-        pl.scan_parquet(run_dir / COVERAGE)
+        scan_coverage(run_dir)
         .filter("kept")
         .select("alert_id", "mint", "alert_ts_ms", "anchor_ts_ms", "window_start_ts_ms", "window_end_ts_ms")
     )
-    candles = scan_run(run_dir).with_columns(_ts_ms=pl.col("ts").dt.epoch("ms"))
+    candles = scan_run(run_dir, verify=verify).with_columns(_ts_ms=pl.col("ts").dt.epoch("ms"))
     # Joined on mint then cut to each window: fine for notebook-sized runs.
     return (
         alerts.join(candles, on="mint", how="inner")
@@ -81,6 +210,106 @@ def scan_windows(run_dir: str | Path, *, verify: bool = False) -> pl.LazyFrame:
     )
 
 
-def read_alerts_of(run_dir: str | Path) -> pl.LazyFrame:
-    run_dir, _ = _sealed(run_dir, False)
-    return pl.scan_parquet(run_dir / ALERTS)
+# --------------------------------------------------------------------------------------------
+# Corpus
+
+
+def sealed_days(store: Store, chain: str, interval: str) -> dict[str, tuple[str, str]]:
+    """Sealed days of a corpus tree: ``date → (day key, seal key)``.
+
+    Corpora written before the ``chain=`` level are read as chain ``solana``: their days count
+    where the chain tree has no seal of the same date.
+    """
+    days: dict[str, tuple[str, str]] = {}
+    trees = [(layout.corpus_key(chain, interval), f"chain={chain}/")]
+    if chain == layout.LEGACY_CHAIN:
+        trees.append((layout.legacy_corpus_key(interval), ""))
+    for tree, level in trees:
+        seals = f"{layout.LAKE}/corpus/_seals/ohlcv/{level}interval={interval}/"
+        for key in store.list(seals):
+            name = key[len(seals) :]
+            if "/" in name or not name.startswith("date=") or not name.endswith(".json"):
+                continue
+            day = name[len("date=") : -len(".json")]
+            days.setdefault(day, (f"{tree}/date={day}", key))
+    return dict(sorted(days.items()))
+
+
+def corpus_files(
+    store: Store,
+    *,
+    chain: str,
+    interval: str,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    days: list[str] | None = None,
+    buckets: set[str] | None = None,
+) -> list[SealedFile]:
+    """The sealed files of the corpus days overlapping ``[start_ms, end_ms)`` (or ``days``)."""
+    out = []
+    for day, (key, seal_key) in sealed_days(store, chain, interval).items():
+        if days is not None and day not in days:
+            continue
+        if start_ms is not None and end_ms is not None and not _overlaps(day, start_ms, end_ms):
+            continue
+        seal = read_seal(store, seal_key, store.url(key))
+        files = sealed_files(store, key, seal, store.url(key), extra={"date": day})
+        out += [f for f in files if buckets is None or dict(f.parts).get("mint_bucket") in buckets]
+    return out
+
+
+def day_number(day: str) -> int:
+    """Days since 1970-01-01 of a ``YYYY-MM-DD`` name.
+
+    >>> day_number("1970-01-02")
+    1
+    """
+    import datetime as dt
+
+    return (dt.date.fromisoformat(day) - dt.date(1970, 1, 1)).days
+
+
+def _overlaps(day: str, start_ms: int, end_ms: int) -> bool:
+    # integer arithmetic: a window far past what dates represent still compares correctly
+    lo = day_number(day) * DAY_MS
+    return lo < end_ms and start_ms < lo + DAY_MS
+
+
+def scan_corpus(
+    data_root: str | Path,
+    *,
+    chain: str = "solana",
+    interval: str | int,
+    start: str | None = None,
+    end: str | None = None,
+) -> pl.LazyFrame:
+    """The candles of the sealed corpus days in ``[start, end)`` with ``date`` and ``mint_bucket`` (text).
+
+    Only days with a seal are read, each file checked against its day's seal.
+
+    >>> scan_corpus("data", interval="1m", start="2024-01-01", end="2024-01-08")  # doctest: +SKIP
+    """
+    from ..spec import format_interval, parse_interval
+    from ..transforms import SLICE_SCHEMA
+
+    text = format_interval(parse_interval(interval))
+    store = open_store(data_root)
+    lo = day_number(_check_day(start, "start")) * DAY_MS if start else None
+    hi = day_number(_check_day(end, "end")) * DAY_MS if end else None
+    files = corpus_files(store, chain=chain, interval=text)
+    files = [
+        f
+        for f in files
+        if (lo is None or day_number(dict(f.parts)["date"]) * DAY_MS >= lo)
+        and (hi is None or day_number(dict(f.parts)["date"]) * DAY_MS < hi)
+    ]
+    return scan_files(files, dict(SLICE_SCHEMA), ("date", "mint_bucket"))
+
+
+def _check_day(text: str, what: str) -> str:
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(str(text)).isoformat()
+    except ValueError:
+        raise InputError(f"{what} {text!r}: expected a date YYYY-MM-DD") from None

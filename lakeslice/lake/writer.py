@@ -1,8 +1,8 @@
-"""Encode frames as Parquet parts and put them on disk durably.
+"""Encode frames as Parquet parts and put them in a store.
 
-File naming (layout.py), part splitting (here) and the commit (commit.py) are separate pieces.
-Parts are encoded in memory first: the bytes are hashed without a re-read and a bucket that
-fits one part (the common case) is encoded exactly once.
+File naming (layout.py), part splitting (here), storage (store.py) and the commit (commit.py)
+are separate pieces. Parts are encoded in memory first: the bytes are hashed without a re-read
+and a bucket that fits one part (the common case) is encoded exactly once.
 """
 
 from __future__ import annotations
@@ -10,32 +10,17 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import polars as pl
 
-from ..spec import RunError
 from .layout import bucket_dir, part_name
+from .manifest import FileEntry
+from .store import Store, join
 
 ROW_GROUP_ROWS = 128 * 1024
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    """One file of a run as the manifest lists it (path relative to the run dir)."""
-
-    path: str
-    rows: int
-    bytes: int
-    sha256: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def encode_parquet(frame: pl.DataFrame, *, compression: str) -> bytes:
@@ -50,52 +35,62 @@ def encode_parquet(frame: pl.DataFrame, *, compression: str) -> bytes:
     return buf.getvalue()
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write, flush and fsync under a temporary name, then rename into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise RunError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+class Target:
+    """A directory of a store that files are written under: ``store`` plus a key ``prefix``."""
+
+    def __init__(self, store: Store, prefix: str) -> None:
+        self.store = store
+        self.prefix = prefix
+
+    def put(self, rel: str, data: bytes, rows: int) -> FileEntry:
+        """Put ``data`` at ``prefix/rel`` and describe it as the manifest lists it."""
+        self.store.put(join(self.prefix, rel), data)
+        return FileEntry(rel, rows, len(data), hashlib.sha256(data).hexdigest())
 
 
 class FileSink:
-    """Runs file-writing jobs (encode, write, fsync, rename, hash) in worker threads.
+    """Runs file-writing jobs (encode, put, hash) in worker threads.
 
     Polars encodes and compresses outside the GIL, so buckets encode in parallel. Each job's
-    bytes depend only on its frame; results come back as futures in submission order, so the
-    output never depends on which job finishes first. At most ``2 × workers`` jobs wait.
+    bytes depend only on its frame; results come back in submission order, so the output
+    never depends on which job finishes first. At most ``2 × workers`` jobs wait; the first
+    failed job stops the submission of more (:meth:`submit` raises its error).
     """
 
-    def __init__(self, root: Path, *, workers: int = 2) -> None:
-        self.root = Path(root)
+    def __init__(self, target: Target, *, workers: int = 2) -> None:
+        self.target = target
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lakeslice-write")
         self._slots = threading.BoundedSemaphore(2 * workers)
+        self._futures: list[Future] = []
 
-    def submit(self, fn, *args, **kwargs) -> Future:
+    def submit(self, fn: Callable[..., list[FileEntry]], *args, **kwargs) -> None:
+        self._raise_first_error()
         self._slots.acquire()
-        future = self._pool.submit(fn, self.root, *args, **kwargs)
+        future = self._pool.submit(fn, self.target, *args, **kwargs)
         future.add_done_callback(lambda _: self._slots.release())
-        return future
+        self._futures.append(future)
+
+    def entries(self) -> list[FileEntry]:
+        """Every job's entries, in submission order (waits for them)."""
+        return [e for f in self._futures for e in f.result()]
+
+    def _raise_first_error(self) -> None:
+        for f in self._futures:
+            if f.done() and f.exception() is not None:
+                raise f.exception()  # type: ignore[misc]
 
     def __enter__(self) -> FileSink:
         return self
 
     def __exit__(self, *exc) -> None:
+        for f in self._futures:
+            f.cancel()
         self._pool.shutdown(wait=True)
 
 
-def write_file(root: Path, rel: str, frame: pl.DataFrame, *, compression: str) -> FileEntry:
-    """Encode ``frame`` to ``root/rel`` and describe it."""
-    data = encode_parquet(frame, compression=compression)
-    write_bytes(root / rel, data)
-    return FileEntry(rel, frame.height, len(data), hashlib.sha256(data).hexdigest())
+def write_file(target: Target, rel: str, frame: pl.DataFrame, *, compression: str) -> FileEntry:
+    """Encode ``frame`` to ``rel`` under the target and describe it."""
+    return target.put(rel, encode_parquet(frame, compression=compression), frame.height)
 
 
 def split_points(rows: int, encoded_bytes: int, target_bytes: int) -> list[tuple[int, int]]:
@@ -118,52 +113,44 @@ def split_points(rows: int, encoded_bytes: int, target_bytes: int) -> list[tuple
 
 
 def write_parts(
-    root: Path, prefix: str, frame: pl.DataFrame, *, compression: str, target_bytes: int
+    target: Target, prefix: str, frame: pl.DataFrame, *, compression: str, target_bytes: int
 ) -> list[FileEntry]:
     """Write an ordered frame as ``prefix/part-0000.parquet``, ``part-0001``, ... near target size.
 
     Rows keep their order across parts: part N+1 continues where part N ends.
     """
     whole = encode_parquet(frame, compression=compression)
-    rel0 = f"{prefix}/{part_name(0)}"
     if len(whole) <= target_bytes:
-        write_bytes(root / rel0, whole)
-        return [FileEntry(rel0, frame.height, len(whole), hashlib.sha256(whole).hexdigest())]
+        return [target.put(join(prefix, part_name(0)), whole, frame.height)]
     points = split_points(frame.height, len(whole), target_bytes)
     del whole
     return [
-        write_file(root, f"{prefix}/{part_name(i)}", frame.slice(off, n), compression=compression)
+        write_file(target, join(prefix, part_name(i)), frame.slice(off, n), compression=compression)
         for i, (off, n) in enumerate(points)
     ]
 
 
 def write_buckets(
-    target: Path | FileSink,
+    sink: FileSink,
     prefix: str,
     frame: pl.DataFrame,
     *,
     compression: str,
     target_bytes: int,
     prepare: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
-) -> list[FileEntry] | list[Future]:
-    """Write each ``mint_bucket`` of an ordered frame as ``prefix/mint_bucket=xx/part-NNNN``.
+) -> None:
+    """Queue each ``mint_bucket`` of an ordered frame as ``prefix/mint_bucket=xx/part-NNNN``.
 
     ``mint_bucket`` (text, or its integer value 0..255) names the directory and is not written
     into the files. ``prepare`` turns a bucket's rows into the file's columns just before
-    encoding (in the sink's threads). With a :class:`FileSink`, futures (of lists) come back.
+    encoding (in the sink's threads). :meth:`FileSink.entries` gives the files written.
     """
-    out = []
     parts = frame.partition_by("mint_bucket", as_dict=True, maintain_order=True, include_key=False)
     for (bucket,), part in sorted(parts.items()):
         name = bucket if isinstance(bucket, str) else f"{bucket:02x}"
-        where = f"{prefix}/{bucket_dir(name)}" if prefix else bucket_dir(name)
         kw = {"compression": compression, "target_bytes": target_bytes, "prepare": prepare}
-        if isinstance(target, FileSink):
-            out.append(target.submit(_bucket_job, where, part, **kw))
-        else:
-            out += _bucket_job(target, where, part, **kw)
-    return out
+        sink.submit(_bucket_job, join(prefix, bucket_dir(name)), part, **kw)
 
 
-def _bucket_job(root: Path, where: str, part: pl.DataFrame, *, prepare, **kw) -> list[FileEntry]:
-    return write_parts(root, where, prepare(part) if prepare else part, **kw)
+def _bucket_job(target: Target, where: str, part: pl.DataFrame, *, prepare, **kw) -> list[FileEntry]:
+    return write_parts(target, where, prepare(part) if prepare else part, **kw)

@@ -10,7 +10,6 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from ..lake.layout import corpus_dir
 from ..spec import InputError, RunError, format_interval
 from ..transforms import normalize_candles
 from .base import CANDLE_SCHEMA, CandleRequest
@@ -30,6 +29,12 @@ class ParquetSource:
         self.path = Path(path)
         self.corpus = corpus
         self.label = "corpus:ohlcv" if corpus else f"parquet:{self.path.name}"
+        self._store = None
+        if corpus:
+            from ..lake.store import open_store
+
+            self._store = open_store(path)
+            self.path = Path(self._store.root.rsplit("/", 1)[-1] or "corpus")
 
     def snapshot(self) -> dict:
         kind = "corpus" if self.corpus else "parquet"
@@ -39,10 +44,35 @@ class ParquetSource:
         pass
 
     def _root(self, interval_s: int) -> Path:
-        root = corpus_dir(self.path, format_interval(interval_s)) if self.corpus else self.path
-        if not root.exists():
-            raise InputError(f"{root}: candle source not found")
-        return root
+        if not self.path.exists():
+            raise InputError(f"{self.path}: candle source not found")
+        return self.path
+
+    def _corpus_scan(self, request: CandleRequest) -> pl.LazyFrame:
+        """The listed files of the sealed corpus days (and buckets) the request needs."""
+        from ..lake.read import corpus_files, sealed_days
+        from ..transforms import SLICE_SCHEMA, mint_bucket
+
+        store = self._store
+        text = format_interval(request.interval_s)
+        available = list(sealed_days(store, request.chain, text))
+        if not available:
+            raise InputError(f"{store.root}: no sealed corpus days of chain={request.chain} interval={text}")
+        if request.ranges is None:
+            files = corpus_files(
+                store, chain=request.chain, interval=text, start_ms=request.start_ms, end_ms=request.end_ms
+            )
+        else:
+            buckets = set(request.ranges.select(mint_bucket("mint")).to_series().to_list())
+            days = needed_days(request.ranges, available)
+            files = corpus_files(store, chain=request.chain, interval=text, days=days, buckets=buckets)
+        if not files:
+            return pl.LazyFrame(schema=SLICE_SCHEMA)
+        return pl.scan_parquet(
+            [store.url(f.key) for f in files],
+            hive_partitioning=False,
+            storage_options=store.storage_options,
+        )
 
     def scan(self, interval_s: int) -> tuple[pl.LazyFrame, set[str]]:
         """The raw scan and the hive keys its directory names carry."""
@@ -64,8 +94,7 @@ class ParquetSource:
     def mint_counts(self, *, chain: str, interval_s: int, start_ms: int, end_ms: int) -> pl.DataFrame:
         request = CandleRequest(chain, interval_s, None, start_ms, end_ms)
         with self._reading(interval_s):
-            lf, keys = self.scan(interval_s)
-            candles = normalize_candles(_prune(lf, keys, request), chain=chain, interval_s=interval_s)
+            candles = normalize_candles(self._pruned(request), chain=chain, interval_s=interval_s)
             return (
                 candles.filter(pl.col("ts_ms").is_between(start_ms, end_ms - 1))
                 .group_by("mint")
@@ -79,9 +108,14 @@ class ParquetSource:
             table = self._fetch_table(request)
         yield from table.cast(CANDLE_SCHEMA).to_batches()
 
-    def _fetch_table(self, request: CandleRequest) -> pa.Table:
+    def _pruned(self, request: CandleRequest) -> pl.LazyFrame:
+        if self.corpus:
+            return self._corpus_scan(request)
         lf, keys = self.scan(request.interval_s)
-        lf = _prune(lf, keys, request)
+        return _prune(lf, keys, request)
+
+    def _fetch_table(self, request: CandleRequest) -> pa.Table:
+        lf = self._pruned(request)
         candles = normalize_candles(lf, chain=request.chain, interval_s=request.interval_s)
         if request.ranges is not None:
             ranges = request.ranges.lazy()
@@ -102,7 +136,8 @@ class ParquetSource:
             yield
         except (pl.exceptions.PolarsError, OSError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise RunError(f"{self._root(interval_s)}: cannot read candles ({first})") from None
+            where = self._store.root if self._store is not None else self.path
+            raise RunError(f"{where}: cannot read candles ({first})") from None
 
 
 def _hidden(path: Path, root: Path) -> bool:
@@ -114,7 +149,7 @@ def _prune(lf: pl.LazyFrame, keys: set[str], request: CandleRequest) -> pl.LazyF
     if request.ranges is None:
         if "date" in keys:
             lo, hi = _day(request.start_ms), _day(request.end_ms - 1)
-            lf = lf.filter(pl.col("date").is_between(lo, hi))
+            lf = lf.filter(pl.col("date").is_between(pl.lit(lo), pl.lit(hi)))
         return lf
     if "mint_bucket" in keys:
         from ..transforms import mint_bucket
@@ -136,6 +171,30 @@ def _prune(lf: pl.LazyFrame, keys: set[str], request: CandleRequest) -> pl.LazyF
         )
         lf = lf.filter(pl.col("date").is_in(days.implode()))
     return lf
+
+
+def needed_days(ranges: pl.DataFrame, available: list[str]) -> list[str]:
+    """The ``available`` days (``YYYY-MM-DD``) that some range ``[start_ms, end_ms)`` touches.
+
+    Integer day numbers throughout: a range reaching past the dates Polars or Python represent
+    still selects the days it touches.
+
+    >>> r = pl.DataFrame({"start_ms": [86_400_000], "end_ms": [2**62]})
+    >>> needed_days(r, ["1970-01-01", "1970-01-02", "9999-12-31"])
+    ['1970-01-02', '9999-12-31']
+    """
+    from ..lake.read import day_number
+
+    if not available or ranges.is_empty():
+        return []
+    spans = (
+        ranges.select(first=pl.col("start_ms") // _DAY_MS, last=(pl.col("end_ms") - 1) // _DAY_MS)
+        .sort("first")
+        .with_columns(reach=pl.col("last").cum_max())
+    )
+    days = pl.DataFrame({"day": available, "n": [day_number(d) for d in available]}).sort("n")
+    hit = days.join_asof(spans, left_on="n", right_on="first", strategy="backward")
+    return hit.filter(pl.col("reach") >= pl.col("n"))["day"].to_list()
 
 
 def _day(ms: int) -> str:
