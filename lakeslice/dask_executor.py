@@ -83,7 +83,14 @@ class DaskExecutor:
     #: Tasks run in other processes: sources and stores must travel as descriptions.
     remote = True
 
-    def __init__(self, client: Any = None, *, address: str | None = None, connect_timeout: float = 30):
+    def __init__(
+        self,
+        client: Any = None,
+        *,
+        address: str | None = None,
+        connect_timeout: float = 30,
+        worker_timeout: float = 60,
+    ):
         try:
             from distributed import Client
         except ImportError:
@@ -98,6 +105,7 @@ class DaskExecutor:
             except Exception as exc:  # OSError, TimeoutError: one line, exit 1
                 raise RunError(f"Dask scheduler {addr}: cannot connect: {_first_line(exc)}") from None
         self.client = client
+        self.worker_timeout = worker_timeout
 
     @classmethod
     def from_url(cls, url: str) -> DaskExecutor:
@@ -110,6 +118,10 @@ class DaskExecutor:
     def check_workers(self) -> dict[str, str]:
         """The coordinator's versions, once every worker was found to have the same (RunError)."""
         expected = worker_versions()
+        try:  # an adaptive cluster, or a worker being restarted, may have none for a moment
+            self.client.wait_for_workers(1, timeout=self.worker_timeout)
+        except Exception:  # TimeoutError, WorkerStartTimeoutError
+            raise RunError(f"{self.where}: no workers after {self.worker_timeout:g}s") from None
         found = self.client.run(worker_versions)
         if not found:
             raise RunError(f"{self.where}: no workers")

@@ -7,8 +7,11 @@ then through whole exports compared byte for byte with the local executor.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -65,11 +68,6 @@ def die_once(args: tuple[str, int]) -> int:
     return -1  # never reached
 
 
-def always_die(x: int) -> int:
-    os.kill(os.getpid(), signal.SIGKILL)
-    return x
-
-
 def test_parse_address():
     assert parse_address("dask://127.0.0.1:8786") == "tcp://127.0.0.1:8786"
     assert parse_address("tls://h:1/") == "tls://h:1"
@@ -92,24 +90,6 @@ def test_first_failure_stops_the_map_with_one_line(executor):
             got.append(x)
     assert str(info.value) == "bucket group 3 failed on a Dask worker: ValueError: bad task 3"
     assert got == [0, 1, 2][: len(got)]  # only results before the failure, in order
-
-
-def test_a_worker_killed_mid_task_is_retried(executor, tmp_path):
-    marker = str(tmp_path / "killed")
-    assert list(executor.map(die_once, [(marker, x) for x in range(6)])) == [x * 10 for x in range(6)]
-    assert Path(marker).exists()  # a worker really died
-    _wait_for_workers(executor, 2)
-
-
-def test_a_task_that_keeps_killing_its_worker_fails_the_run(executor):
-    with pytest.raises(RunError, match=r"^bucket group 0: the Dask workers running it died repeatedly"):
-        list(executor.map(always_die, [0]))
-    _wait_for_workers(executor, 2)
-
-
-def _wait_for_workers(executor, n: int, timeout: float = 60) -> None:
-    """Nannies restart killed workers: let the next test start with the full cluster."""
-    executor.client.wait_for_workers(n, timeout=timeout)
 
 
 def test_workers_with_other_versions_are_refused_before_any_work(tmp_path):
@@ -148,6 +128,8 @@ def test_unreachable_scheduler_is_one_line():
 DB = "daskx"
 WINDOW = "pre2000_post2000"  # long windows over short data: many bucket groups, few rows
 EPOCH = "1704067200"
+PASSWORD = "s3cret-pw"  # tests/chserver.py's user "lake"
+LAKESLICE = str(Path(sys.executable).with_name("lakeslice"))
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +152,9 @@ def ch_source(clickhouse_server, tmp_path_factory):
 
 def run_files(run_dir: Path) -> dict[str, bytes]:
     """Every file of a sealed run, the manifest included, by relative path."""
-    return {p.relative_to(run_dir).as_posix(): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(run_dir).as_posix(): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()
+    }
 
 
 def _export(ch_source, root: Path, **kwargs):
@@ -217,11 +201,107 @@ def test_dask_export_equals_local(ch_source, local_run, dask_cluster, tmp_path, 
     assert len(opened) == 2 and all(n >= 1 for n in opened.values())  # both workers read
 
 
+def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [LAKESLICE, *args], capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})}
+    )
+
+
+def test_cli_dask_export_equals_local(ch_source, local_run, dask_cluster, tmp_path):
+    url, alerts = ch_source
+    proc = _cli(
+        "export", "--alerts", str(alerts), "--interval", "1m", "--window", WINDOW, "--source", url,
+        "--data-root", str(tmp_path), "--run-id", "d", "--executor", dask_url(dask_cluster),
+        "--format", "json", env={"SOURCE_DATE_EPOCH": EPOCH},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert run_files(Path(json.loads(proc.stdout)["run_dir"])) == run_files(local_run.run_dir)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--source", "clickhouse://lake:{pw}@127.0.0.1:9/daskx"),
+        ("--source-shards", "00-7f=clickhouse://127.0.0.1:9/a,80-ff=clickhouse://lake:{pw}@127.0.0.1:9/b"),
+    ],
+)
+def test_a_password_in_a_url_never_travels_to_workers(ch_source, dask_cluster, tmp_path, flag, value):
+    """Refused before any work (exit 2, one line, no secret): workers use their environment."""
+    proc = _cli(
+        "export", "--alerts", str(ch_source[1]), "--interval", "1m", "--window", WINDOW,
+        flag, value.format(pw=PASSWORD), "--data-root", str(tmp_path), "--executor", dask_url(dask_cluster),
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "LAKESLICE_CLICKHOUSE_PASSWORD" in proc.stderr
+    assert PASSWORD not in proc.stderr + proc.stdout
+    assert not (tmp_path / "lake" / "runs").exists()
+
+
+def test_bad_executor_is_exit_2(ch_source, tmp_path):
+    proc = _cli(
+        "export", "--alerts", str(ch_source[1]), "--interval", "1m", "--window", WINDOW,
+        "--source", ch_source[0], "--data-root", str(tmp_path), "--executor", "ray://head:10001",
+    )  # fmt: skip
+    assert (
+        proc.returncode == 2
+        and "--executor 'ray://head:10001': expected local or dask://HOST:PORT" in proc.stderr
+    )
+
+
+def test_dask_export_to_s3_equals_local(ch_source, local_run, s3_server, tmp_path, monkeypatch):
+    """Workers write their parts to S3 with their own credentials, ClickHouse's included.
+
+    The workers' environment holds the AWS keys and the ClickHouse password of user ``lake``;
+    the coordinator has the AWS keys (it writes coverage and the seal) but no ClickHouse
+    password, and the source URL names the user only: nothing secret travels in a task.
+    """
+    bucket = "dask-lake"
+    s3_server.make_bucket(bucket)
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
+    monkeypatch.delenv("LAKESLICE_CLICKHOUSE_PASSWORD", raising=False)
+    worker_env = {**s3_server.env(), "LAKESLICE_CLICKHOUSE_PASSWORD": PASSWORD}
+    url = ch_source[0].replace("clickhouse://", "clickhouse://lake@")
+    cluster = local_cluster(2, env=worker_env)
+    try:
+        run = _export(ch_source, f"s3://{bucket}/p", source=url, executor=dask_url(cluster))
+    finally:
+        cluster.close()
+    fs = s3_server.filesystem()
+    prefix = f"{bucket}/p/lake/runs/run_id=d/"
+    from pyarrow import fs as pafs
+
+    found = {
+        info.path[len(prefix) :]: fs.open_input_stream(info.path).read()
+        for info in fs.get_file_info(pafs.FileSelector(prefix, recursive=True))
+        if info.type == pafs.FileType.File
+    }
+    assert found == run_files(local_run.run_dir)
+    assert run.manifest["content_sha256"] == local_run.manifest["content_sha256"]
+
+
 def _opened_sources() -> int:
     """Sources this worker process opened for tasks (lakeslice.portable's per-thread cache)."""
     from lakeslice import portable
 
     return sum(1 for _, _, key in portable._CACHE if key[0] == "source")
+
+
+# ------------------------------------------------------------------------------------------
+# Workers that die
+
+
+def test_a_worker_killed_mid_task_is_retried(executor, tmp_path):
+    marker = str(tmp_path / "killed")
+    assert list(executor.map(die_once, [(marker, x) for x in range(6)])) == [x * 10 for x in range(6)]
+    assert Path(marker).exists()  # a worker really died
+    _wait_for_workers(executor, 2)
+
+
+def _wait_for_workers(executor, n: int, timeout: float = 60) -> None:
+    """Nannies restart killed workers: let the next test start with the full cluster."""
+    executor.client.wait_for_workers(n, timeout=timeout)
 
 
 # Sources of the failure tests: real ClickHouse reads, with a worker that dies (portable: they
@@ -286,13 +366,22 @@ def test_a_worker_killed_mid_export_seals_the_same_content(
     _wait_for_workers_of(dask_cluster, 2)
 
 
-def test_a_group_whose_workers_keep_dying_fails_the_run_unsealed(ch_source, dask_cluster, tmp_path):
+@pytest.fixture
+def doomed_cluster():
+    """A fresh one-worker cluster for tasks that keep killing their worker (not worth restoring)."""
+    cluster = local_cluster(1)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def test_a_group_whose_workers_keep_dying_fails_the_run_unsealed(ch_source, doomed_cluster, tmp_path):
     source = _DyingSource(ch_source[0], None)
     with pytest.raises(RunError, match=r"^bucket group \d+: the Dask workers running it died repeatedly"):
-        _export(ch_source, tmp_path, source=source, executor=dask_url(dask_cluster))
+        _export(ch_source, tmp_path, source=source, executor=dask_url(doomed_cluster))
     assert not list(tmp_path.rglob("manifest.json"))
     assert not (tmp_path / "lake" / "runs" / "run_id=d").exists()
-    _wait_for_workers_of(dask_cluster, 2)
 
 
 def _wait_for_workers_of(cluster, n: int) -> None:
