@@ -203,6 +203,25 @@ def test_source_shards_export_equals_unsharded(cluster, unsharded, alerts, tmp_p
     assert PASSWORD not in (run.run_dir / "manifest.json").read_text()
 
 
+def test_source_shards_on_dask_equals_unsharded(cluster, unsharded, alerts, tmp_path):
+    """Each Dask task reads its group from the shard holding it: the same bytes again."""
+    from daskcluster import dask_url, local_cluster
+
+    dask = local_cluster(2)
+    try:
+        run = export(
+            alerts,
+            tmp_path,
+            cluster.shards[0].url(DB),
+            source_shards=cluster.source_shards(LOCAL_DB),
+            executor=dask_url(dask),
+        )
+    finally:
+        dask.close()
+    assert files_of(run.run_dir) == files_of(unsharded.run_dir)
+    assert run.manifest["content_sha256"] == unsharded.manifest["content_sha256"]
+
+
 def _read(shards: str, request: CandleRequest) -> pl.DataFrame:
     src = open_source(None, table=TABLE, shards=shards)
     try:
