@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks import dataset as dsmod
+from benchmarks.dask_cluster import DaskCluster, dask_overheads
 from benchmarks.dataset import DATA, HERE, ROOT, log
 
 RESULTS = HERE / "results"
@@ -173,10 +174,10 @@ def ch_client_argv(server, sql: str, externals: list[tuple[Path, str, str]]) -> 
     return argv
 
 
-def build(ds, server, repeats: int, slow_repeats: int) -> list[Contender]:
+def build(ds, server, repeats: int, slow_repeats: int, dask_url: str = "") -> list[Contender]:
     from lakeslice.sources.clickhouse import PARAMS_STRUCTURE, RANGES_STRUCTURE
 
-    def ls(name, what, alerts, source, reps=repeats):
+    def ls(name, what, alerts, source, reps=repeats, extra=()):
         c = Contender(name, what, [], _lakeslice_parse, reps, env={"SOURCE_DATE_EPOCH": "1704067200"})
         c.argv = [
             LAKESLICE,
@@ -195,6 +196,7 @@ def build(ds, server, repeats: int, slow_repeats: int) -> list[Contender]:
             "bench",
             "--format",
             "json",
+            *extra,
         ]
         return c
 
@@ -260,6 +262,13 @@ def build(ds, server, repeats: int, slow_repeats: int) -> list[Contender]:
     original.argv[6] = str(original.out)
     return [
         ls("ls-clickhouse", "lakeslice export --source clickhouse://", ds.alerts, ch_url),
+        ls(
+            "ls-dask",
+            "ls-clickhouse with --executor dask:// (2 worker processes, 1 thread each)",
+            ds.alerts,
+            ch_url,
+            extra=("--executor", dask_url),
+        ),
         Contender(
             "floor-fetch",
             "clickhouse-client --format Native: the slice rows (mint string per row)",
@@ -551,13 +560,17 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     ds = dsmod.prepare(args.scale)
     server = dsmod.start_server(ds)
+    dask = DaskCluster(OUT / "dask-logs")
+    dask_note: dict = {}
     try:
-        contenders = build(ds, server, args.repeats, args.slow_repeats)
+        contenders = build(ds, server, args.repeats, args.slow_repeats, dask.url)
         if args.only:
             keep = set(args.only.split(","))
             contenders = [c for c in contenders if c.name in keep]
         elif not args.all:
             contenders = [c for c in contenders if c.name != "ls-parquet-x10"]
+        if any(c.name == "ls-dask" for c in contenders):
+            dask.start()  # untimed, like the server
         floor_rows = {c.name: count_rows(server, *c.count) for c in contenders if c.count}
         log(
             f"data ready in {time.perf_counter() - started:.0f}s; running "
@@ -577,7 +590,17 @@ def main(argv: list[str] | None = None) -> int:
                     )
         if args.profile:
             profile(contenders)
+        if dask.procs:
+            dask_note = dask_overheads(
+                dask.url,
+                server.url("default"),
+                alerts=ds.alerts,
+                window=dsmod.WINDOW,
+                interval=dsmod.INTERVAL,
+                out=OUT / "dask-note",
+            )
     finally:
+        dask.stop()
         server.stop()
 
     res = {c.name: summarize(c) for c in contenders if c.runs}
@@ -598,6 +621,8 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_1m_max": max(r["extra"]["loadavg_1m"][1] for v in res.values() for r in v["runs"]),
     }
     doc = {"meta": meta, "contenders": res, "ratios": ratios, "targets": targets}
+    if dask_note:
+        doc["dask"] = dask_note
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = RESULTS / f"bench-{stamp}-scale{args.scale:g}.json"
@@ -605,6 +630,8 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(text)
     (RESULTS / "latest.json").write_text(text)
     print_report(meta, res, ratios, targets)
+    if dask_note:
+        print("where ls-dask's time goes:", json.dumps(dask_note, sort_keys=True))
     if meta["loadavg_1m_max"] > (os.cpu_count() or 1):
         print(
             f"warning: 1-minute load average reached {meta['loadavg_1m_max']:.1f} on "

@@ -11,8 +11,10 @@ __version__ = "0.1.0"
 
 import json
 from importlib import resources
+from typing import TYPE_CHECKING, Any
 
 from .alerts import normalize_alerts, read_alerts
+from .executor import LocalExecutor, open_executor
 from .export import ExportResult, export_run_slices
 from .lake.read import scan_coverage, scan_run, scan_windows
 from .lake.verify import verify_dir
@@ -30,6 +32,19 @@ def json_schema(name: str) -> dict:
     """The shipped JSON Schema ``config`` (``--config``) or ``result`` (``--format json``)."""
     text = resources.files("lakeslice").joinpath(f"schemas/{name}.schema.json").read_text("utf-8")
     return json.loads(text)
+
+
+if TYPE_CHECKING:
+    from .dask_executor import DaskExecutor
+
+
+def __getattr__(name: str) -> Any:
+    """``DaskExecutor`` on first use: Dask is an optional extra (``lakeslice[dask]``)."""
+    if name == "DaskExecutor":
+        from .dask_executor import DaskExecutor
+
+        return DaskExecutor
+    raise AttributeError(f"module 'lakeslice' has no attribute {name!r}")
 
 
 def export_corpus(*args, **kwargs):
@@ -53,6 +68,9 @@ __all__ = [
     "normalize_alerts",
     "export_run_slices",
     "export_corpus",
+    "open_executor",
+    "LocalExecutor",
+    "DaskExecutor",
     "ExportResult",
     "scan_run",
     "scan_windows",

@@ -165,12 +165,28 @@ def _export(ch_source, root: Path, **kwargs):
     return export_run_slices(alerts, interval="1m", window=WINDOW, data_root=root, run_id="d", **kwargs)
 
 
+class Recorder:
+    """A Progress that writes down every call."""
+
+    def __init__(self):
+        self.calls: list[tuple] = []
+
+    def stage(self, name: str, *, total: int | None = None) -> None:
+        self.calls.append(("stage", name, total))
+
+    def advance(self, *, done: int = 0, rows: int = 0) -> None:
+        self.calls.append(("advance", done, rows))
+
+
 @pytest.fixture(scope="module")
 def local_run(ch_source, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("SOURCE_DATE_EPOCH", EPOCH)
     try:
-        return _export(ch_source, tmp_path_factory.mktemp("local"), executor="local")
+        progress = Recorder()
+        run = _export(ch_source, tmp_path_factory.mktemp("local"), executor="local", progress=progress)
+        run.extra["progress"] = progress.calls
+        return run
     finally:
         mp.undo()
 
@@ -190,10 +206,15 @@ def test_the_plan_has_several_groups(ch_source, local_run):
 
 
 def test_dask_export_equals_local(ch_source, local_run, dask_cluster, tmp_path, monkeypatch):
-    """Same files, manifest bytes and content_sha256; tasks really ran on both workers."""
+    """Same files, manifest bytes, content_sha256 and progress; tasks ran on both workers."""
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
-    run = _export(ch_source, tmp_path, executor=dask_url(dask_cluster))
+    progress = Recorder()
+    run = _export(ch_source, tmp_path, executor=dask_url(dask_cluster), progress=progress)
     assert run_files(run.run_dir) == run_files(local_run.run_dir)
+    # the same stages, groups done and rows, in the same order as locally
+    assert progress.calls == local_run.extra["progress"]
+    advances = [c for c in progress.calls if c[0] == "advance"]
+    assert len(advances) >= 3 and sum(c[2] for c in advances) == run.rows_fetched
     assert run.manifest["content_sha256"] == local_run.manifest["content_sha256"]
     assert run.rows_fetched == local_run.rows_fetched
     with distributed.Client(dask_cluster, set_as_default=False) as client:
