@@ -95,9 +95,11 @@ def run_process(c: Contender) -> Run:
         raise RuntimeError(f"{c.name} exited {proc.returncode}: {' '.join(c.argv)}\n{tail}")
     text = "" if c.stdout_to_file else stdout_path.read_text()
     info = c.parse(text)
-    size = sum(p.stat().st_size for p in c.out.rglob("*") if p.is_file() and p.name != "_stdout.txt")
+    size = info.get("bytes") or sum(
+        p.stat().st_size for p in c.out.rglob("*") if p.is_file() and p.name != "_stdout.txt"
+    )
     rss = usage.ru_maxrss / 1024  # KiB on Linux
-    extra = {k: v for k, v in info.items() if k not in ("rows",)}
+    extra = {k: v for k, v in info.items() if k not in ("rows", "bytes")}
     extra["loadavg_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     return Run(wall, rss, usage.ru_utime + usage.ru_stime, info.get("rows"), size, extra)
 
@@ -110,6 +112,13 @@ def _json_last_line(text: str) -> dict:
 def _lakeslice_parse(text: str) -> dict:
     res = json.loads(text)
     return {"rows": res["total_rows"], "files": res["total_files"], "rows_fetched": res["rows_fetched"]}
+
+
+def _lakeslice_s3_parse(text: str) -> dict:
+    """As :func:`_lakeslice_parse`; the bytes written are the manifest's (nothing is on disk)."""
+    res = json.loads(text)
+    written = sum(f["bytes"] for f in res["manifest"]["files"])
+    return {**_lakeslice_parse(text), "bytes": written}
 
 
 # --------------------------------------------------------------------------------------------
@@ -174,7 +183,7 @@ def ch_client_argv(server, sql: str, externals: list[tuple[Path, str, str]]) -> 
     return argv
 
 
-def build(ds, server, repeats: int, slow_repeats: int, dask_url: str = "") -> list[Contender]:
+def build(ds, server, repeats: int, slow_repeats: int, s3=None, dask_url: str = "") -> list[Contender]:
     from lakeslice.sources.clickhouse import PARAMS_STRUCTURE, RANGES_STRUCTURE
 
     def ls(name, what, alerts, source, reps=repeats, extra=()):
@@ -290,6 +299,16 @@ def build(ds, server, repeats: int, slow_repeats: int, dask_url: str = "") -> li
         ),
         ls("ls-chdb", "lakeslice export --source chdb://", ds.alerts, f"chdb://{ds.chdb}", slow_repeats),
         ls("ls-parquet", "lakeslice export --source parquet://", ds.alerts, pq_url),
+        *(
+            [
+                s3_contender(
+                    ls("ls-parquet-s3", "ls-parquet into --data-root s3:// (SeaweedFS)", ds.alerts, pq_url),
+                    s3,
+                )
+            ]
+            if s3
+            else []
+        ),
         duck,
         ls(
             "ls-clickhouse-x10",
@@ -319,6 +338,28 @@ def count_rows(server, sql: str, ext_files: list[tuple[Path, str, str]]) -> int:
 
 # --------------------------------------------------------------------------------------------
 # Summary
+
+
+def s3_contender(c: Contender, s3) -> Contender:
+    """``c`` writing to the local SeaweedFS S3 server instead of a directory (same data)."""
+    bucket = "bench"
+    s3.make_bucket(bucket)
+    root = c.argv.index("--data-root") + 1
+    c.argv[root] = f"s3://{bucket}/{c.name}"
+    c.argv.append("--overwrite")  # every round replaces the previous round's run
+    c.env = {**(c.env or {}), **s3.env()}
+    c.parse = _lakeslice_s3_parse
+    return c
+
+
+def start_s3():
+    """The tests' SeaweedFS S3 server (tests/s3server.py), on free loopback ports."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from s3server import SeaweedS3
+
+    server = SeaweedS3()
+    server.start()
+    return server
 
 
 def summarize(c: Contender) -> dict:
@@ -354,6 +395,8 @@ def ratios_and_targets(res: dict) -> tuple[dict, list[dict]]:
         ratios["ls-chdb / floor"] = wall("ls-chdb") / floor["total_s"]
     if "ls-parquet" in res and "duckdb" in res:
         ratios["ls-parquet / duckdb"] = wall("ls-parquet") / wall("duckdb")
+    if "ls-parquet" in res and "ls-parquet-s3" in res:
+        ratios["ls-parquet-s3 / ls-parquet"] = wall("ls-parquet-s3") / wall("ls-parquet")
     if "ls-clickhouse" in res and "duckdb" in res:
         ratios["ls-clickhouse / duckdb"] = wall("ls-clickhouse") / wall("duckdb")
     if "ls-subset" in res and "original-subset" in res:
@@ -560,10 +603,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     ds = dsmod.prepare(args.scale)
     server = dsmod.start_server(ds)
+    s3 = None
     dask = DaskCluster(OUT / "dask-logs")
     dask_note: dict = {}
     try:
-        contenders = build(ds, server, args.repeats, args.slow_repeats, dask.url)
+        if not args.only or "ls-parquet-s3" in args.only.split(","):
+            s3 = start_s3()
+        contenders = build(ds, server, args.repeats, args.slow_repeats, s3, dask.url)
         if args.only:
             keep = set(args.only.split(","))
             contenders = [c for c in contenders if c.name in keep]
@@ -602,6 +648,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         dask.stop()
         server.stop()
+        if s3 is not None:
+            s3.cleanup()
 
     res = {c.name: summarize(c) for c in contenders if c.runs}
     ratios, targets = ratios_and_targets(res)

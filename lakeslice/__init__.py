@@ -14,9 +14,9 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from .alerts import normalize_alerts, read_alerts
-from .executor import LocalExecutor, open_executor
-from .export import ExportResult, export_run_slices
-from .lake.read import scan_coverage, scan_run, scan_windows
+from .executor import Executor, LocalExecutor, open_executor
+from .export import ExportResult, GroupResult, GroupTask, RunPlan, export_run_slices, plan_run, run_group
+from .lake.read import scan_corpus, scan_coverage, scan_run, scan_windows
 from .lake.verify import verify_dir
 from .spec import InputError, LakesliceError, RunError, Window, parse_interval, parse_window
 from .transforms import (
@@ -69,12 +69,19 @@ __all__ = [
     "export_run_slices",
     "export_corpus",
     "open_executor",
-    "LocalExecutor",
     "DaskExecutor",
     "ExportResult",
+    "plan_run",
+    "run_group",
+    "RunPlan",
+    "GroupTask",
+    "GroupResult",
+    "Executor",
+    "LocalExecutor",
     "scan_run",
     "scan_windows",
     "scan_coverage",
+    "scan_corpus",
     "verify_dir",
     "json_schema",
     "LakesliceError",

@@ -85,7 +85,12 @@ def _fail(exc: BaseException, fmt: str) -> None:
 
 def _scrub(message: str) -> str:
     """Last line of defence: no password from the environment or a URL reaches the screen."""
-    for name in ("LAKESLICE_CLICKHOUSE_PASSWORD", "CLICKHOUSE_PASSWORD"):
+    for name in (
+        "LAKESLICE_CLICKHOUSE_PASSWORD",
+        "CLICKHOUSE_PASSWORD",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    ):
         secret = os.environ.get(name)
         if secret:
             message = message.replace(secret, "***")
@@ -267,7 +272,7 @@ def corpus(
 
 
 @app.command()
-def verify(run_dir: Path = typer.Argument(..., help="A run directory (or corpus root).")) -> None:
+def verify(run_dir: str = typer.Argument(..., help="A run directory or s3:// URL (or corpus root).")) -> None:
     """Recompute every hash and row count of a sealed run; exit 1 on any mismatch."""
     try:
         from .lake.verify import verify_path
@@ -281,7 +286,9 @@ def verify(run_dir: Path = typer.Argument(..., help="A run directory (or corpus 
 
 
 @app.command()
-def show(run_dir: Path = typer.Argument(..., help="A sealed run directory (or corpus root).")) -> None:
+def show(
+    run_dir: str = typer.Argument(..., help="A sealed run directory or s3:// URL (or corpus root)."),
+) -> None:
     """A human summary of a sealed run: spec, buckets, files, rows, coverage."""
     try:
         from .render import render_show

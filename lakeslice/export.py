@@ -271,7 +271,7 @@ def export_run_slices(
             plan.key,
             overwrite=options.overwrite,
             tasks=plan.tasks,
-            finish=partial(seal, plan),
+            finish=partial(_announced, progress, partial(seal, plan)),
             source=src,
             executor=executor,
             progress=progress,
@@ -343,8 +343,14 @@ def staged_run(
         results = run_groups(
             tasks(commit.target.prefix), source=source, store=store, executor=executor, progress=progress
         )
-        progress.stage("sealing")
         return finish(results, commit), results
+
+
+def _announced(
+    progress: Progress, finish: Callable[[list[GroupResult], Commit], dict], results, commit
+) -> dict:
+    progress.stage("sealing")
+    return finish(results, commit)
 
 
 def run_groups(

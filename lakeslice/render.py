@@ -104,12 +104,14 @@ def histogram(values: pl.Series, *, bins: int = 10, width: int = 40) -> list[str
 
 
 def render_show(path: Path) -> None:
-    from .lake.manifest import read_manifest
+    from .lake.read import read_run_manifest, scan_coverage
+    from .lake.store import scheme_of
 
-    path = Path(path)
-    if not (path / "manifest.json").is_file() and any(path.rglob("date=*")):
-        return _render_corpus(path)
-    m = read_manifest(path)
+    if scheme_of(path) is None:
+        path = Path(path)
+        if not (path / "manifest.json").is_file() and any(path.rglob("date=*")):
+            return _render_corpus(path)
+    m = read_run_manifest(path)
     s, c, spec = m["outputs"]["slices"], m["coverage"], m["slice_spec"]
     table = Table(title=f"run {m['run_id']} ({m['created_at']})", show_header=False, title_justify="left")
     snap = m["inputs"]["source_snapshot"]
@@ -127,13 +129,14 @@ def render_show(path: Path) -> None:
     )
     table.add_row("content_sha256", m["content_sha256"])
     out.print(table)
-    cov = pl.read_parquet(path / c["path"], columns=["available_total"])
+    cov = scan_coverage(path).select("available_total").collect()
     out.print("available_total per alert:")
     for line in histogram(cov["available_total"]):
         out.print("  " + line)
 
 
 def _render_corpus(path: Path) -> None:
+    from .lake.layout import hive_value
     from .lake.verify import verify_day
 
     table = Table(title=f"corpus {path}", title_justify="left")
@@ -142,7 +145,9 @@ def _render_corpus(path: Path) -> None:
     for day in sorted(p for p in path.rglob("date=*") if p.is_dir() and "_seals" not in p.parts):
         r = verify_day(day)  # shows what verify would say: sealed and intact, or why not
         sealed = "yes" if r.ok else f"[red]no[/] ({r.problems[0]})"
-        table.add_row(day.name[5:], sealed, str(r.files), f"{r.rows:,}", f"{r.bytes:,}")
+        table.add_row(
+            hive_value(day.name, "date") or day.name, sealed, str(r.files), f"{r.rows:,}", f"{r.bytes:,}"
+        )
     out.print(table)
 
 

@@ -108,6 +108,7 @@ class SeaweedS3:
             f"-s3.port={s3}",
             f"-s3.port.grpc={s3_g}",
             f"-s3.config={config}",
+            "-s3.autoCreateBucket=false",
             f"-s3.port.iceberg={iceberg}",
             f"-s3.port.lance={lance}",
             f"-metricsPort={metrics}",

@@ -234,6 +234,7 @@ class Lease:
         self.lost = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._renewing = threading.Lock()
 
     def _body(self) -> bytes:
         return json.dumps({"owner": self.token, "expires": time.time() + self.seconds}).encode()
@@ -255,26 +256,29 @@ class Lease:
         self._thread = threading.Thread(target=self._refresh, name="lakeslice-lease", daemon=True)
         self._thread.start()
 
-    def _refresh(self) -> None:
-        while not self._stop.wait(self.seconds / 3):
+    def _renew(self) -> bool:
+        """Extend the lease if it is still ours (``If-Match``); False once it is lost."""
+        with self._renewing:
+            if self.lost:
+                return False
             try:
                 etag = self.store.replace_if(self.key, self._body(), self.etag)
             except Exception:  # noqa: BLE001 - a failed refresh is a lost lease
                 etag = None
             if etag is None:
                 self.lost = True
-                return
+                return False
             self.etag = etag
+            return True
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(self.seconds / 3) and self._renew():
+            pass
 
     def check(self, what: str) -> None:
-        """Refresh now; RunError when the lease is no longer ours."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        etag = None if self.lost else self.store.replace_if(self.key, self._body(), self.etag)
-        if etag is None:
+        """Refresh now (the refresher keeps running); RunError when the lease is no longer ours."""
+        if not self._renew():
             raise RunError(f"{what}: lost the export lease (another export took over); not sealed")
-        self.etag = etag
 
     def release(self) -> None:
         self._stop.set()
@@ -292,54 +296,84 @@ def _lease_expiry(data: bytes) -> float | None:
 
 
 class ObjectCommit:
-    """Object storage: lease, unseal on overwrite, data at the final keys, seal put last."""
+    """Object storage: a lease, data first, the seal put last with ``If-None-Match: *``.
+
+    A new run is written at its final keys. A replacement (``--overwrite`` of a sealed run) is
+    staged under ``lake/.staging/`` while the old run stays sealed and readable; at the seal the
+    old run is unsealed and removed, the staged files are copied in (server-side) and the new
+    seal is put. A failure before that leaves the old run as it was.
+    """
 
     def __init__(self, store, final: str, *, overwrite: bool, seal_key: str | None) -> None:
         self.store = store
         self.final = final
         self.overwrite = overwrite
         self.seal_key = seal_key or join(final, MANIFEST)
+        self.name = _lock_name(final)
+        self.staging = f"{LAKE}/.staging/{self.name}.{secrets.token_hex(4)}"
         self.target = Target(store, final)
         seconds = float(os.environ.get("LAKESLICE_LEASE_SECONDS") or LEASE_SECONDS)
-        self.lease = Lease(store, f"{LAKE}/.locks/{_lock_name(final)}.lease", seconds=seconds)
+        self.lease = Lease(store, f"{LAKE}/.locks/{self.name}.lease", seconds=seconds)
         self.sealed = False
+        self._swapping = False
         self.where = store.url(final)
 
     def __enter__(self) -> ObjectCommit:
         self.lease.acquire(self.where)
         try:
-            self._clear()
+            self._prepare()
         except BaseException:
             self.lease.release()
             raise
         return self
 
-    def _clear(self) -> None:
-        """Unseal (the seal goes first), then remove what the old run or a dead export left."""
+    def _prepare(self) -> None:
+        """Choose where the data goes; remove what a dead export of this name left."""
+        own = re.compile(re.escape(self.name) + r"\.[0-9a-f]{8}")
+        for prefix in self.store.children(f"{LAKE}/.staging/"):
+            if own.fullmatch(prefix.rsplit("/", 1)[-1]):  # we hold the lease: a dead export's
+                self.store.delete(self.store.list(prefix + "/"))
         sealed = self.store.exists(self.seal_key)
         if sealed and not self.overwrite:
             raise InputError(f"{self.where}: already sealed; pass --overwrite to replace it")
+        if sealed:
+            self.target = Target(self.store, self.staging)
+            return
         leftovers = self.store.list(self.final + "/")
-        if leftovers and not (sealed or self.overwrite or self.lease.took_over):
+        if leftovers and not (self.overwrite or self.lease.took_over):
             raise InputError(
                 f"{self.where}: objects are in the way (not a sealed run); pass --overwrite to replace them"
             )
-        if sealed:
-            self.store.delete([self.seal_key])
-        self.store.delete([k for k in leftovers if k != self.seal_key])
+        self.store.delete(leftovers)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if not self.sealed:
-                self.store.delete(self.store.list(self.final + "/"))
+                self.store.delete(self.store.list(self.target.prefix + "/"))
+                if self._swapping:
+                    self.store.delete(self.store.list(self.final + "/"))
         finally:
             self.lease.release()
 
     def seal(self, document: dict, *, seal_key: str | None = None) -> None:
         self.lease.check(self.where)
+        staged = self.target.prefix != self.final
+        if staged:
+            self._swap_in()
         if not self.store.put_if_absent(self.seal_key, dumps(document)):
             raise RunError(f"{self.where}: sealed by another export meanwhile; this one is not sealed")
         self.sealed = True
+        if staged:
+            self.store.delete(self.store.list(self.staging + "/"))
+
+    def _swap_in(self) -> None:
+        """Unseal the old run (the seal goes first), remove its files, copy the staged ones in."""
+        self._swapping = True
+        staged = self.store.list(self.staging + "/")
+        self.store.delete([self.seal_key])
+        self.store.delete(self.store.list(self.final + "/"))
+        for key in staged:
+            self.store.copy(key, self.final + key.removeprefix(self.staging))
 
 
 __all__ = ["Commit", "open_commit", "LocalCommit", "ObjectCommit", "Lease", "next_seal"]

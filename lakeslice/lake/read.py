@@ -17,11 +17,14 @@ from pathlib import Path
 
 import polars as pl
 
+from ..executor import LocalExecutor
 from ..spec import InputError, RunError
 from . import layout
 from .layout import ALERTS, COVERAGE, MANIFEST
 from .store import Store, open_store, scheme_of
 
+#: Files read, hashed and decoded ahead of the one being yielded.
+READ_AHEAD = 4
 # Directory names like mint_bucket=00 would otherwise be inferred as integers.
 HIVE_SCHEMA = {"mint_bucket": pl.String, "date": pl.String}
 DAY_MS = 86_400_000
@@ -100,8 +103,18 @@ def _run(run_dir: str | Path, verify: bool) -> tuple[Store, str, dict]:
         from .verify import verify_path
 
         for report in verify_path(run_dir):
-            if not report.ok:
-                raise RunError(f"{where}: does not verify: {report.problems[0]}")
+            if report.ok:
+                continue
+            try:
+                now = read_seal(store, MANIFEST, where)
+            except RunError:
+                now = None
+            if now != manifest:  # a new export replaced the run while it was being checked
+                raise RunError(
+                    f"{where}: changed since the seal was read (replaced by another "
+                    "export while verifying); read again"
+                )
+            raise RunError(f"{where}: does not verify: {report.problems[0]}")
     return store, where, manifest
 
 
@@ -119,22 +132,21 @@ def scan_files(
 
     def source(with_columns, predicate, n_rows, batch_size) -> Iterator[pl.DataFrame]:
         wanted = with_columns or list(full)
-        left = n_rows
-        for f in files:
+        names = set(predicate.meta.root_names()) if predicate is not None else set()
+        on_keys_only = predicate is not None and bool(keys) and names <= set(keys)
+        # at least one column, so a frame of only partition values has the file's rows
+        data_cols = [c for c in dict.fromkeys([*wanted, *names]) if c not in keys] or [next(iter(schema))]
+
+        def load(f: SealedFile) -> pl.DataFrame:
             parts = dict(f.parts)
-            values = pl.DataFrame({k: [parts.get(k)] for k in keys}, schema={k: pl.String for k in keys})
-            if predicate is not None and keys and set(predicate.meta.root_names()) <= set(keys):
-                if not values.filter(predicate).height:
-                    continue
-            data_cols = [c for c in wanted if c not in keys]
-            if predicate is not None:
-                data_cols += [c for c in predicate.meta.root_names() if c not in keys and c not in data_cols]
-            # at least one column, so a frame of only partition values has the file's rows
-            frame = pl.read_parquet(io.BytesIO(f.read()), columns=data_cols or [next(iter(schema))])
+            frame = pl.read_parquet(io.BytesIO(f.read()), columns=data_cols)
             frame = frame.with_columns(pl.lit(parts.get(k), pl.String).alias(k) for k in keys)
-            if predicate is not None:
-                frame = frame.filter(predicate)
-            frame = frame.select(wanted)
+            return (frame.filter(predicate) if predicate is not None else frame).select(wanted)
+
+        chosen = [f for f in files if not on_keys_only or _keeps(f, keys, predicate)]
+        left = n_rows
+        # a few files read, hashed and decoded ahead (in order, bounded): I/O and hashing overlap
+        for frame in LocalExecutor(workers=READ_AHEAD).map(load, chosen):
             if left is not None:
                 frame = frame.head(left)
                 left -= frame.height
@@ -143,6 +155,13 @@ def scan_files(
                 return
 
     return register_io_source(source, schema=full, explain_name="lakeslice", is_pure=True)
+
+
+def _keeps(f: SealedFile, keys: tuple[str, ...], predicate: pl.Expr) -> bool:
+    """Whether a filter on partition columns alone keeps any row of ``f``."""
+    parts = dict(f.parts)
+    values = pl.DataFrame({k: [parts.get(k)] for k in keys}, schema={k: pl.String for k in keys})
+    return values.filter(predicate).height > 0
 
 
 def scan_run(run_dir: str | Path, *, verify: bool = False) -> pl.LazyFrame:
@@ -220,18 +239,31 @@ def sealed_days(store: Store, chain: str, interval: str) -> dict[str, tuple[str,
     Corpora written before the ``chain=`` level are read as chain ``solana``: their days count
     where the chain tree has no seal of the same date.
     """
-    days: dict[str, tuple[str, str]] = {}
+    return {day: (key, seal) for day, (key, seal) in corpus_days(store, chain, interval).items() if seal}
+
+
+def corpus_days(store: Store, chain: str, interval: str) -> dict[str, tuple[str, str | None]]:
+    """Every day of a corpus tree, sealed or not: ``date → (day key, seal key or None)``."""
+    days: dict[str, tuple[str, str | None]] = {}
     trees = [(layout.corpus_key(chain, interval), f"chain={chain}/")]
     if chain == layout.LEGACY_CHAIN:
         trees.append((layout.legacy_corpus_key(interval), ""))
     for tree, level in trees:
         seals = f"{layout.LAKE}/corpus/_seals/ohlcv/{level}interval={interval}/"
-        for key in store.list(seals):
-            name = key[len(seals) :]
-            if "/" in name or not name.startswith("date=") or not name.endswith(".json"):
+        # a local day whose publish was cut between the swap and the seal's rename has only
+        # "<seal>.next", which then matches it (every file is checked against it anyway)
+        keys = store.list(seals)
+        for key in sorted(keys, key=lambda k: k.endswith(".next")):
+            name = key.removeprefix(seals).removesuffix(".next")
+            day = layout.hive_value(name.removesuffix(".json"), "date")
+            if "/" in name or not name.endswith(".json") or day is None:
                 continue
-            day = name[len("date=") : -len(".json")]
-            days.setdefault(day, (f"{tree}/date={day}", key))
+            if days.get(day, (None, None))[1] is None:
+                days[day] = (f"{tree}/date={day}", key)
+        for key in store.children(tree + "/"):
+            day = layout.hive_value(key.rsplit("/", 1)[-1], "date")
+            if day is not None:
+                days.setdefault(day, (key, None))
     return dict(sorted(days.items()))
 
 
@@ -245,13 +277,21 @@ def corpus_files(
     days: list[str] | None = None,
     buckets: set[str] | None = None,
 ) -> list[SealedFile]:
-    """The sealed files of the corpus days overlapping ``[start_ms, end_ms)`` (or ``days``)."""
+    """The sealed files of the corpus days overlapping ``[start_ms, end_ms)`` (or ``days``).
+
+    A day in the selection without a seal (being re-exported) is refused, never skipped.
+    """
     out = []
-    for day, (key, seal_key) in sealed_days(store, chain, interval).items():
+    for day, (key, seal_key) in corpus_days(store, chain, interval).items():
         if days is not None and day not in days:
             continue
         if start_ms is not None and end_ms is not None and not _overlaps(day, start_ms, end_ms):
             continue
+        if seal_key is None:
+            raise RunError(
+                f"{store.url(key)}: unsealed (being re-exported, or left by a failed export); "
+                "readers refuse it"
+            )
         seal = read_seal(store, seal_key, store.url(key))
         files = sealed_files(store, key, seal, store.url(key), extra={"date": day})
         out += [f for f in files if buckets is None or dict(f.parts).get("mint_bucket") in buckets]
@@ -294,15 +334,9 @@ def scan_corpus(
 
     text = format_interval(parse_interval(interval))
     store = open_store(data_root)
-    lo = day_number(_check_day(start, "start")) * DAY_MS if start else None
-    hi = day_number(_check_day(end, "end")) * DAY_MS if end else None
-    files = corpus_files(store, chain=chain, interval=text)
-    files = [
-        f
-        for f in files
-        if (lo is None or day_number(dict(f.parts)["date"]) * DAY_MS >= lo)
-        and (hi is None or day_number(dict(f.parts)["date"]) * DAY_MS < hi)
-    ]
+    lo = day_number(_check_day(start, "start")) * DAY_MS if start else -(2**62)
+    hi = day_number(_check_day(end, "end")) * DAY_MS if end else 2**62
+    files = corpus_files(store, chain=chain, interval=text, start_ms=lo, end_ms=hi)
     return scan_files(files, dict(SLICE_SCHEMA), ("date", "mint_bucket"))
 
 
@@ -313,3 +347,102 @@ def _check_day(text: str, what: str) -> str:
         return dt.date.fromisoformat(str(text)).isoformat()
     except ValueError:
         raise InputError(f"{what} {text!r}: expected a date YYYY-MM-DD") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Verification on object storage (local directories: verify.py)
+
+
+def verify_url(url: str) -> list:
+    """Verify a sealed run, or every day of a corpus tree, at an ``s3://`` URL.
+
+    Every listed object is read and hashed (an ETag is no content hash); objects the seal does
+    not list are findings too.
+    """
+    from .verify import VerifyReport
+
+    head, sep, rest = url.rstrip("/").partition("/lake/corpus")
+    if sep:
+        return _verify_corpus_url(open_store(head), rest.strip("/"))
+    store = open_store(url)
+    report = VerifyReport(store.root)  # type: ignore[arg-type]
+    manifest = read_seal(store, MANIFEST, store.root)
+    _verify_files(report, sealed_files(store, "", manifest, store.root), manifest)
+    listed = {f["path"] for f in manifest["files"]} | {MANIFEST}
+    report.problems += [f"{k}: not listed in the seal" for k in store.list("") if k not in listed]
+    return [report]
+
+
+def _verify_files(report, files: list[SealedFile], seal: dict) -> None:
+    import pyarrow.parquet as pq
+
+    from .manifest import FileEntry, content_sha256
+
+    entries = [FileEntry(**f) for f in seal["files"]]
+    for f, entry in zip(files, entries, strict=True):
+        report.files += 1
+        report.rows += entry.rows
+        report.bytes += entry.bytes
+        try:
+            data = f.store.get(f.key)
+        except FileNotFoundError:
+            report.problems.append(f"{entry.path}: missing")
+            continue
+        digest = hashlib.sha256(data).hexdigest()
+        if len(data) != entry.bytes:
+            report.problems.append(f"{entry.path}: {len(data)} bytes, seal says {entry.bytes}")
+        elif digest != entry.sha256:
+            report.problems.append(f"{entry.path}: sha256 {digest[:12]}…, seal says {entry.sha256[:12]}…")
+        else:
+            try:
+                rows = pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
+            except Exception as exc:  # noqa: BLE001 - an unreadable footer is the finding
+                report.problems.append(f"{entry.path}: unreadable Parquet ({exc})")
+                continue
+            if rows != entry.rows:
+                report.problems.append(f"{entry.path}: {rows} rows, seal says {entry.rows}")
+    if seal.get("content_sha256") != content_sha256(entries):
+        report.problems.append("content_sha256 does not match its files")
+
+
+def _day_of_key(key: str) -> str:
+    """The day directory of a key below it.
+
+    >>> _day_of_key("lake/corpus/ohlcv/chain=a/interval=1m/date=2024-01-01/mint_bucket=00/part-0000.parquet")
+    'lake/corpus/ohlcv/chain=a/interval=1m/date=2024-01-01'
+    """
+    end = key.find("/", key.index("/date=") + 1)
+    return key if end == -1 else key[:end]
+
+
+def _verify_corpus_url(store: Store, rest: str) -> list:
+    """Each day under ``lake/corpus/<rest>`` against its seal; days without one are findings."""
+    from .verify import VerifyReport
+
+    levels = rest[len("ohlcv") :].strip("/") if rest.startswith("ohlcv") else ""
+    tree = "/".join(p for p in (f"{layout.LAKE}/corpus/ohlcv", levels) if p)
+    seals = "/".join(p for p in (f"{layout.LAKE}/corpus/_seals/ohlcv", levels) if p)
+    days = {_day_of_key(k) for k in store.list(tree + "/") if "/date=" in k}
+    sealed = {
+        k[: -len(".json")].replace(seals, tree, 1): k for k in store.list(seals + "/") if k.endswith(".json")
+    }
+    reports = []
+    for day in sorted(days | set(sealed)):
+        report = VerifyReport(store.url(day))  # type: ignore[arg-type]
+        reports.append(report)
+        if day not in sealed:
+            report.problems.append(f"{day.rsplit('/', 1)[-1]}: unsealed (no seal)")
+            continue
+        try:
+            seal = read_seal(store, sealed[day], store.url(day))
+        except RunError as exc:
+            report.problems.append(str(exc))
+            continue
+        _verify_files(report, sealed_files(store, day, seal, store.url(day)), seal)
+        listed = {f"{day}/{f['path']}" for f in seal["files"]}
+        report.problems += [
+            f"{k[len(day) + 1 :]}: not listed in the seal" for k in store.list(day + "/") if k not in listed
+        ]
+    if not reports:
+        raise RunError(f"{store.url(tree)}: no corpus days there")
+    return reports

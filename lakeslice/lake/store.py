@@ -73,6 +73,14 @@ class Store(Protocol):
         """Remove ``keys`` (missing ones are fine)."""
         ...
 
+    def children(self, prefix: str) -> list[str]:
+        """The keys of the "directories" right below ``prefix`` (not recursive), sorted."""
+        ...
+
+    def copy(self, src: str, dst: str) -> None:
+        """Copy an object within the store (server-side on object storage)."""
+        ...
+
     def arrow_filesystem(self) -> tuple[Any, str]:
         """A pyarrow filesystem and the path of the data root in it."""
         ...
@@ -155,6 +163,15 @@ class LocalStore:
     def delete(self, keys: list[str]) -> None:
         for key in keys:
             self.path(key).unlink(missing_ok=True)
+
+    def copy(self, src: str, dst: str) -> None:
+        self.put(dst, self.get(src))
+
+    def children(self, prefix: str) -> list[str]:
+        top = self.path(prefix)
+        if not top.is_dir():
+            return []
+        return sorted(p.relative_to(self.base).as_posix() for p in top.iterdir() if p.is_dir())
 
     def arrow_filesystem(self) -> tuple[Any, str]:
         from pyarrow import fs
@@ -248,6 +265,10 @@ class ObjectStore:
         retry = {"max_retries": 3, "retry_timeout": dt.timedelta(seconds=30)}
         self._s3 = S3Store(bucket, prefix=self.prefix or None, retry_config=retry)
 
+    def __reduce__(self):
+        # rebuilt from the root on the other side (an executor's worker reads its own AWS_*)
+        return (ObjectStore, (self.root,))
+
     @property
     def storage_options(self) -> dict[str, str]:
         """The ``AWS_*`` environment as Polars/object_store keys (lowercase)."""
@@ -319,6 +340,18 @@ class ObjectStore:
             batch = keys[i : i + 1000]
             self._call("delete", batch[0] if batch else "", lambda b=batch: obstore.delete(self._s3, b))
 
+    def copy(self, src: str, dst: str) -> None:
+        import obstore
+
+        self._call("copy", dst, lambda: obstore.copy(self._s3, src, dst))
+
+    def children(self, prefix: str) -> list[str]:
+        import obstore
+
+        where = prefix.rstrip("/") or None
+        found = self._call("list", prefix, lambda: obstore.list_with_delimiter(self._s3, where))
+        return sorted(p.rstrip("/") for p in found["common_prefixes"])
+
     def arrow_filesystem(self) -> tuple[Any, str]:
         return s3_filesystem(), f"{self.bucket}/{self.prefix}".rstrip("/")
 
@@ -334,7 +367,12 @@ class ObjectStore:
 
         try:
             return fn()
-        except (AlreadyExistsError, PreconditionError, FileNotFoundError):
+        except FileNotFoundError:
+            if what == "read":
+                raise
+            # a PUT or LIST answered 404: the bucket itself is missing
+            raise RunError(f"{self.url(key)}: cannot {what}: bucket {self.bucket!r} does not exist") from None
+        except (AlreadyExistsError, PreconditionError):
             raise
         except (PermissionDeniedError, UnauthenticatedError):
             raise RunError(

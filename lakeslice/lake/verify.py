@@ -90,6 +90,12 @@ def _check(run_dir: Path, entry: FileEntry) -> str | None:
 def verify_path(path: str | Path) -> list[VerifyReport]:
     """A run directory, or every day of a corpus tree (unsealed days reported as problems)."""
     from .layout import MANIFEST
+    from .store import scheme_of
+
+    if scheme_of(path) is not None:
+        from .read import verify_url
+
+        return verify_url(str(path))
 
     path = Path(path)
     if (path / MANIFEST).is_file() or not path.is_dir():

@@ -50,12 +50,12 @@ class ParquetSource:
 
     def _corpus_scan(self, request: CandleRequest) -> pl.LazyFrame:
         """The listed files of the sealed corpus days (and buckets) the request needs."""
-        from ..lake.read import corpus_files, sealed_days
+        from ..lake.read import corpus_days, corpus_files
         from ..transforms import SLICE_SCHEMA, mint_bucket
 
         store = self._store
         text = format_interval(request.interval_s)
-        available = list(sealed_days(store, request.chain, text))
+        available = list(corpus_days(store, request.chain, text))
         if not available:
             raise InputError(f"{store.root}: no sealed corpus days of chain={request.chain} interval={text}")
         if request.ranges is None:
