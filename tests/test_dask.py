@@ -302,6 +302,22 @@ def test_dask_export_to_s3_equals_local(ch_source, local_run, s3_server, tmp_pat
     assert run.manifest["content_sha256"] == local_run.manifest["content_sha256"]
 
 
+def test_dask_corpus_equals_local(ch_source, dask_cluster, tmp_path, monkeypatch):
+    """The corpus runs its days' groups through the same executor: same files and seals."""
+    from lakeslice import export_corpus
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
+    trees = {}
+    for name, executor in (("local", "local"), ("dask", dask_url(dask_cluster))):
+        res = export_corpus(
+            interval="1m", date_from="2024-01-01", date_to="2024-01-03", source=ch_source[0],
+            data_root=tmp_path / name, executor=executor,
+        )  # fmt: skip
+        assert res.rows_fetched > 50_000
+        trees[name] = run_files(tmp_path / name / "lake")
+    assert trees["dask"] == trees["local"] and len(trees["local"]) > 100
+
+
 def _opened_sources() -> int:
     """Sources this worker process opened for tasks (lakeslice.portable's per-thread cache)."""
     from lakeslice import portable
