@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.install-stamp
 DATA    ?= data
 
-.PHONY: install clickhouse test demo bench lint clean
+.PHONY: install clickhouse test test-fast demo bench lint clean
 
 install: $(STAMP)
 
@@ -22,6 +22,10 @@ clickhouse:
 test: install clickhouse lint
 	$(BIN)/python -m pytest
 
+# No ClickHouse server, no kill/crash or fuzz tests: the quick loop while developing.
+test-fast: install lint
+	$(BIN)/python -m pytest -m "not clickhouse and not slow"
+
 demo: install
 	$(BIN)/python fixtures/make_demo.py --data-root $(DATA)
 	$(BIN)/lakeslice export --alerts $(DATA)/demo_alerts.parquet --interval 1m \
@@ -34,6 +38,7 @@ bench: install clickhouse
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) $(DATA) .pytest_cache .ruff_cache .hypothesis

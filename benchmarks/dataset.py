@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lakeslice.sources.base import QUANTBOT_COLUMNS, quantbot_ddl
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DATA = HERE / "data"
@@ -45,12 +47,7 @@ CHAIN = "solana"
 TABLE = "ohlcv_candles"
 VERSION = 3  # bump when the generated data changes
 
-CH_DDL = (
-    "CREATE TABLE IF NOT EXISTS default.ohlcv_candles (token_address String, chain String,"
-    " timestamp DateTime, interval_seconds UInt32, open Float64, high Float64, low Float64,"
-    " close Float64, volume Float64)"
-    " ENGINE = MergeTree() ORDER BY (token_address, interval_seconds, timestamp)"
-)
+CH_DDL = quantbot_ddl("default.ohlcv_candles")
 
 
 @dataclass(frozen=True)
@@ -203,15 +200,8 @@ def tsv_of_candles(ds: Dataset) -> Path:
         (
             pl.scan_parquet(ds.candles)
             .select(
-                "token_address",
-                "chain",
-                pl.col("timestamp").dt.strftime("%Y-%m-%d %H:%M:%S"),
-                "interval_seconds",
-                "open",
-                "high",
-                "low",
-                "close",
-                "volume",
+                pl.col(c).dt.strftime("%Y-%m-%d %H:%M:%S") if c == "timestamp" else pl.col(c)
+                for c in QUANTBOT_COLUMNS
             )
             .sink_csv(out, separator="\t", include_header=False, float_precision=None)
         )

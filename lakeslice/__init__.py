@@ -7,13 +7,13 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 import json
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .alerts import normalize_alerts, read_alerts
+from .corpus import CorpusResult, export_corpus
 from .executor import Executor, LocalExecutor, open_executor
 from .export import ExportResult, GroupResult, GroupTask, RunPlan, export_run_slices, plan_run, run_group
 from .lake.read import scan_corpus, scan_coverage, scan_run, scan_windows
@@ -28,8 +28,12 @@ from .transforms import (
 )
 
 
-def json_schema(name: str) -> dict:
-    """The shipped JSON Schema ``config`` (``--config``) or ``result`` (``--format json``)."""
+def json_schema(name: str) -> dict[str, Any]:
+    """The shipped JSON Schema ``config`` (``--config``) or ``result`` (``--format json``).
+
+    >>> json_schema("result")["title"]
+    'lakeslice export --format json output'
+    """
     text = resources.files("lakeslice").joinpath(f"schemas/{name}.schema.json").read_text("utf-8")
     return json.loads(text)
 
@@ -45,13 +49,6 @@ def __getattr__(name: str) -> Any:
 
         return DaskExecutor
     raise AttributeError(f"module 'lakeslice' has no attribute {name!r}")
-
-
-def export_corpus(*args, **kwargs):
-    """Global corpus export by day; see :func:`lakeslice.corpus.export_corpus`."""
-    from .corpus import export_corpus as run
-
-    return run(*args, **kwargs)
 
 
 __all__ = [
@@ -71,6 +68,7 @@ __all__ = [
     "open_executor",
     "DaskExecutor",
     "ExportResult",
+    "CorpusResult",
     "plan_run",
     "run_group",
     "RunPlan",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
-from .spec import InputError
+from .errors import InputError, one_line
 
 __all__ = ["read_alerts", "normalize_alerts", "ALERT_SCHEMA"]
 
@@ -59,8 +59,7 @@ def read_alerts(path: str | Path) -> pl.DataFrame:
     except pl.exceptions.NoDataError as exc:
         raise InputError(f"{name}: alerts file is empty") from exc
     except Exception as exc:  # corrupt file: name it, keep one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{name}: cannot read alerts ({first[:200]})") from exc
+        raise InputError(f"{name}: cannot read alerts ({one_line(exc)})") from exc
     return normalize_alerts(frame, name=name)
 
 
@@ -150,8 +149,7 @@ def _times(frame: pl.DataFrame, col: str, file: str) -> pl.Series:
         raise InputError(f"{file}: column {col!r} has type {s.dtype}, expected a time")
     if s.dtype in (pl.Categorical, pl.Null):
         s = s.cast(pl.String)
-    # FIX: a Datetime column named ts_ms used to be cast to its raw integer (us/ns, not ms);
-    # it now goes through _datetime_ms like ts/timestamp.
+    # a temporal ts_ms goes through _datetime_ms like ts/timestamp (its raw integer is us/ns)
     if col == "ts_ms" and not s.dtype.is_temporal():
         ms = s.cast(pl.Int64, strict=False) if s.dtype != pl.String else _int_text(s)
     elif s.dtype.is_temporal():
@@ -210,8 +208,7 @@ def _text_ms(s: pl.Series) -> pl.Series:
 def _refuse_duplicate_ids(out: pl.DataFrame, file: str, origin: str) -> None:
     dup = out["alert_id"].is_duplicated()
     if dup.any():
-        # FIX: name two rows of the *same* id (the first duplicated one); the first two
-        # duplicated rows can hold different ids (A, B, A, B).
+        # two rows of the same id: the first two duplicated rows may hold different ids (A, B, A, B)
         value = out["alert_id"][int(dup.arg_true()[0])]
         rows = ((out["alert_id"] == value).arg_true() + 1).head(2).to_list()
         raise InputError(f"{file}: duplicate alert_id {value!r} ({origin}) at rows {rows[0]} and {rows[1]}")

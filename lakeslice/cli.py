@@ -15,12 +15,18 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import typer
 from rich.console import Console
 
-from . import __version__
+from . import json_schema
+from ._version import __version__
+from .corpus import export_corpus, read_mints
+from .errors import InputError, LakesliceError, error_line, redact
+from .export import export_run_slices
+from .lake.verify import verify_path
 from .options import ExportOptions
-from .spec import InputError, LakesliceError
+from .render import progress_bar, render_corpus, render_export, render_show, render_verify
 
 app = typer.Typer(
     name="lakeslice",
@@ -61,50 +67,44 @@ def _main(
         format="lakeslice: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_redact_record)
     # clickhouse_driver logs every failed connect at WARNING with a traceback; our own error
     # line already says what happened (errors are one line). LAKESLICE_DEBUG=1 shows them.
     if not os.environ.get("LAKESLICE_DEBUG"):
         logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)
 
 
-def _fail(exc: BaseException, fmt: str) -> None:
-    """Report one line and exit with the error's status; never a traceback."""
-    if isinstance(exc, LakesliceError):
-        code, status, message = exc.code, exc.exit_code, str(exc)
-    else:
-        code, status = "internal_error", 1
-        message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+def _command_line_urls() -> list[str]:
+    """The URLs this process was given: their passwords are secrets in every output."""
+    return [u for u in (os.environ.get("LAKESLICE_SOURCE"), *sys.argv[1:]) if u and "://" in u]
+
+
+def _redact_record(record: logging.LogRecord) -> bool:
+    """Log lines are an output too: the same redaction as the error line."""
+    record.msg, record.args = redact(record.getMessage(), urls=_command_line_urls()), None
+    return True
+
+
+def _fail(exc: BaseException, fmt: str, *, source: str | None = None) -> None:
+    """Report one line and exit with the error's status; never a traceback (LAKESLICE_DEBUG=1
+    re-raises, with the driver's own error chained). ``source`` is the source URL in use: its
+    password, like those of the command line and the environment, never reaches the screen."""
     if os.environ.get("LAKESLICE_DEBUG"):
         raise exc
-    message = _scrub(message)
+    if isinstance(exc, LakesliceError):
+        code, status = exc.code, exc.exit_code
+    else:
+        code, status = "internal_error", 1
+    message = redact(error_line(exc), urls=[source, *_command_line_urls()])
     if fmt == "json":
         typer.echo(json.dumps({"error": {"code": code, "message": message}}, sort_keys=True))
     err.print(f"lakeslice: error: {message}", markup=False, soft_wrap=True)
     raise typer.Exit(status)
 
 
-def _scrub(message: str) -> str:
-    """Last line of defence: no password from the environment or a URL reaches the screen."""
-    for name in (
-        "LAKESLICE_CLICKHOUSE_PASSWORD",
-        "CLICKHOUSE_PASSWORD",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-    ):
-        secret = os.environ.get(name)
-        if secret:
-            message = message.replace(secret, "***")
-    from .sources import redact
-
-    return " ".join(redact(word) if "://" in word else word for word in message.split(" "))
-
-
 def _check_config(data: dict[str, Any], config: str) -> None:
     """The config must fit the shipped schema (unknown keys, wrong JSON types: exit 2)."""
-    import jsonschema
-
-    from . import json_schema
-
     validator = jsonschema.Draft202012Validator(json_schema("config"))
     error = next(iter(sorted(validator.iter_errors(data), key=lambda e: list(e.path))), None)
     if error is not None:
@@ -173,10 +173,11 @@ def export(
     flags.pop("config")
     flags["format"] = format.value if format else None
     fmt = "json" if (flags["format"] == "json") else "table"
+    url = flags["source"]
     try:
         loaded = _load_config(config)
-        # FIX: a config's "format": "json" must also shape errors raised while merging
-        # (e.g. a missing --window); fmt was only set after _merge succeeded.
+        url = url or loaded.get("source")
+        # a config's "format": "json" also shapes errors found while merging (a missing --window)
         if flags["format"] is None and loaded.get("format") == "json":
             fmt = "json"
         _check_config(loaded, config)
@@ -184,9 +185,6 @@ def export(
         fmt = opts["format"]
         if fmt not in ("table", "json"):
             raise InputError(f"format {fmt!r}: expected table or json")
-        from .export import export_run_slices
-        from .render import progress_bar, render_export
-
         with progress_bar(enabled=fmt != "json") as progress:
             result = export_run_slices(
                 opts["alerts"],
@@ -208,7 +206,7 @@ def export(
                 progress=progress,
             )
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line
-        _fail(exc, fmt)
+        _fail(exc, fmt, source=url if isinstance(url, str) else None)
     if fmt == "json":
         typer.echo(json.dumps(result.to_json(), sort_keys=True))
     else:
@@ -244,9 +242,6 @@ def corpus(
     """Export every candle of a chain and interval by UTC day into the corpus tree."""
     fmt = format.value
     try:
-        from .corpus import export_corpus, read_mints
-        from .render import progress_bar, render_corpus
-
         with progress_bar(enabled=fmt != "json") as progress:
             result = export_corpus(
                 interval=interval,
@@ -264,7 +259,7 @@ def corpus(
                 source_shards=source_shards,
             )
     except Exception as exc:  # noqa: BLE001
-        _fail(exc, fmt)
+        _fail(exc, fmt, source=source)
     if fmt == "json":
         typer.echo(json.dumps(result.to_json(), sort_keys=True))
     else:
@@ -275,9 +270,6 @@ def corpus(
 def verify(run_dir: str = typer.Argument(..., help="A run directory or s3:// URL (or corpus root).")) -> None:
     """Recompute every hash and row count of a sealed run; exit 1 on any mismatch."""
     try:
-        from .lake.verify import verify_path
-        from .render import render_verify
-
         reports = verify_path(run_dir)
     except Exception as exc:  # noqa: BLE001
         _fail(exc, "table")
@@ -291,8 +283,6 @@ def show(
 ) -> None:
     """A human summary of a sealed run: spec, buckets, files, rows, coverage."""
     try:
-        from .render import render_show
-
         render_show(run_dir)
     except Exception as exc:  # noqa: BLE001
         _fail(exc, "table")

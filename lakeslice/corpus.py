@@ -15,31 +15,52 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import polars as pl
 
-from .executor import Executor, open_executor
-from .export import GroupResult, GroupTask, bucket_groups, staged_run
+from .errors import InputError
+from .executor import Executor
+from .export import GroupResult, GroupTask, bucket_groups, executing, staged_run
 from .lake import layout
 from .lake.commit import Commit
-from .lake.manifest import LAKE_VERSION, FileEntry, content_sha256, created_at, exporter, files_section
+from .lake.manifest import (
+    LAKE_VERSION,
+    FileEntry,
+    RestrictedDaySeal,
+    SourceSnapshot,
+    content_sha256,
+    created_at,
+    exporter,
+    files_section,
+)
 from .lake.store import Store, open_store
 from .options import _target_bytes
-from .portable import open_task_source
 from .progress import NoProgress, Progress
 from .sources import Source
-from .spec import InputError, check_compression, format_interval, parse_interval
+from .spec import check_compression, format_interval, parse_interval
 from .transforms import DEDUP_RULE, mint_bucket
 
 log = logging.getLogger("lakeslice")
 DAY_MS = 86_400_000
 
 
+class DaySummary(TypedDict):
+    """One exported day in the ``--format json`` result."""
+
+    date: str
+    rows: int
+    bytes: int
+    files: list[str]
+    content_sha256: str
+
+
 @dataclass
 class CorpusResult:
+    """What ``export_corpus`` did: the days it sealed, rows fetched, seconds."""
+
     root: Path | str
-    days: list[dict] = field(default_factory=list)
+    days: list[DaySummary] = field(default_factory=list)
     rows_fetched: int = 0
     seconds: float = 0.0
 
@@ -159,8 +180,11 @@ def export_corpus(
     a restricted export never replaces a complete day (InputError), and its seal records the
     restriction.
 
-    >>> export_corpus(interval="1m", date_from="2024-01-01", date_to="2024-01-02",  # doctest: +SKIP
-    ...               source="parquet://fixtures/candles.parquet", data_root="data")
+    >>> import tempfile
+    >>> res = export_corpus(interval="1m", date_from="2024-01-01", date_to="2024-01-02",
+    ...                     source="parquet://fixtures/candles.parquet", data_root=tempfile.mkdtemp())
+    >>> [(d["date"], d["rows"], len(d["files"])) for d in res.days]
+    [('2024-01-01', 743, 4)]
     """
     started = time.perf_counter()
     progress = progress or NoProgress()
@@ -178,20 +202,10 @@ def export_corpus(
     restricted = tuple(sorted(set(mints))) if mints is not None else None
     if restricted is not None:
         _refuse_complete_days(store, chain, interval_s, days)
-    owns_executor = isinstance(executor, str)
-    executor = open_executor(executor)
-    try:
-        src, owns = open_task_source(
-            source, executor=executor, table=table, data_root=data_root, shards=source_shards
-        )
-    except BaseException:
-        if owns_executor:
-            executor.close()
-        raise
     text = format_interval(interval_s)
     root = store.url(layout.corpus_key(chain, text))
     result = CorpusResult(Path(root) if store.local else root)
-    try:
+    with executing(executor, source, table=table, data_root=data_root, shards=source_shards) as (runner, src):
         plans = [
             plan_day(
                 src,
@@ -214,16 +228,11 @@ def export_corpus(
                 tasks=plan.tasks,
                 finish=partial(seal_day, plan, source=src),
                 source=src,
-                executor=executor,
+                executor=runner,
                 progress=progress,
             )
             result.days.append(summary)
             result.rows_fetched += sum(r.rows_fetched for r in results)
-    finally:
-        if owns:
-            src.close()
-        if owns_executor:
-            executor.close()
     result.seconds = time.perf_counter() - started
     return result
 
@@ -284,7 +293,7 @@ def plan_day(
     )
 
 
-def seal_day(plan: DayPlan, results: list[GroupResult], commit: Commit, *, source: Source) -> dict:
+def seal_day(plan: DayPlan, results: list[GroupResult], commit: Commit, *, source: Source) -> DaySummary:
     """Stage 3 of a day: its seal, written after its files; the day is published whole."""
     files = [f for r in results for f in r.files]
     seal = _day_seal(plan, source, files)
@@ -299,9 +308,9 @@ def seal_day(plan: DayPlan, results: list[GroupResult], commit: Commit, *, sourc
     }
 
 
-def _day_seal(plan: DayPlan, src: Source, files: list[FileEntry]) -> dict:
+def _day_seal(plan: DayPlan, src: Source, files: list[FileEntry]) -> RestrictedDaySeal:
     stamp = created_at()
-    seal = {
+    seal: RestrictedDaySeal = {
         "lake_version": LAKE_VERSION,
         "kind": "corpus_day",
         "dataset": "ohlcv",
@@ -311,7 +320,7 @@ def _day_seal(plan: DayPlan, src: Source, files: list[FileEntry]) -> dict:
         "chain": plan.chain,
         "created_at": stamp,
         "exporter": exporter(),
-        "source_snapshot": {**src.snapshot(), "chain": plan.chain, "as_of": stamp},
+        "source_snapshot": SourceSnapshot(**src.snapshot(), chain=plan.chain, as_of=stamp),
         "dedup_rule": DEDUP_RULE,
         "files": files_section(files),
         "rows": sum(f.rows for f in files),

@@ -19,22 +19,26 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import polars as pl
 import pyarrow as pa
 
 from .alerts import normalize_alerts, read_alerts
+from .errors import RunError
 from .executor import Executor, LocalExecutor, open_executor
 from .lake import layout
 from .lake.commit import Commit, open_commit
 from .lake.manifest import (
     LAKE_VERSION,
     FileEntry,
+    Manifest,
+    SourceSnapshot,
     content_sha256,
     created_at,
     exporter,
@@ -43,10 +47,11 @@ from .lake.manifest import (
 from .lake.store import Store, open_store
 from .lake.writer import FileSink, Target, write_buckets, write_file
 from .options import ExportOptions, RunSpec
-from .portable import PortableStore, open_task_source
+from .portable import PortableStore, portable_source
 from .progress import NoProgress, Progress
-from .sources import CandleRequest, Source, retryable
-from .spec import RunError, Window, check_run_id
+from .sources import CANDLE_SCHEMA, CandleRequest, Source, open_source, retryable
+from .sources.base import SourceInfo
+from .spec import Window, check_run_id
 from .transforms import (
     COVERAGE_COLUMNS,
     COVERAGE_SCHEMA,
@@ -63,6 +68,8 @@ from .transforms import (
 
 log = logging.getLogger("lakeslice")
 
+R = TypeVar("R")
+
 #: Estimated candle rows per bucket group: bounds peak memory, never changes the output.
 GROUP_ROWS = 1_000_000
 FETCH_ATTEMPTS = 3
@@ -70,11 +77,13 @@ FETCH_ATTEMPTS = 3
 
 @dataclass
 class ExportResult:
+    """A sealed run: its directory (a Path, or a URL on object storage), its manifest, rows
+    fetched and seconds taken."""
+
     run_dir: Path | str
-    manifest: dict
+    manifest: Manifest
     rows_fetched: int = 0
     seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
 
     @property
     def manifest_path(self) -> Path | str:
@@ -174,7 +183,7 @@ class RunPlan:
     ranges: pl.DataFrame
     groups: tuple[tuple[str, ...], ...]
     source_label: str
-    source_snapshot: dict
+    source_snapshot: SourceInfo
 
     @property
     def key(self) -> str:
@@ -233,8 +242,12 @@ def export_run_slices(
     groups: ``"local"`` (this process's threads), ``"dask://HOST:PORT"``, a
     ``dask.distributed.Client`` or an :class:`~lakeslice.executor.Executor`.
 
-    >>> res = export_run_slices("fixtures/alerts.csv", interval="1m",  # doctest: +SKIP
-    ...                         window="pre5_post10", source="parquet://fixtures/candles.parquet")
+    >>> import tempfile
+    >>> res = export_run_slices("fixtures/alerts.csv", interval="1m", window="pre5_post10",
+    ...                         source="parquet://fixtures/candles.parquet",
+    ...                         data_root=tempfile.mkdtemp(), run_id="doc")
+    >>> res.run_dir.name, res.manifest["outputs"]["slices"]["rows"], res.manifest["coverage"]["partial"]
+    ('run_id=doc', 75, 7)
     """
     started = time.perf_counter()
     progress = progress or NoProgress()
@@ -253,17 +266,7 @@ def export_run_slices(
         overwrite=overwrite,
     )
     store = open_store(data_root)
-    owns_executor = isinstance(executor, str)
-    executor = open_executor(executor)
-    try:
-        src, owns_source = open_task_source(
-            source, executor=executor, table=table, data_root=data_root, shards=source_shards
-        )
-    except BaseException:
-        if owns_executor:
-            executor.close()
-        raise
-    try:
+    with executing(executor, source, table=table, data_root=data_root, shards=source_shards) as (runner, src):
         plan = plan_run(alerts, options, source=src)
         progress.stage("fetching", total=len(plan.groups))
         manifest, results = staged_run(
@@ -273,15 +276,10 @@ def export_run_slices(
             tasks=plan.tasks,
             finish=partial(_announced, progress, partial(seal, plan)),
             source=src,
-            executor=executor,
+            executor=runner,
             progress=progress,
         )
         fetched = sum(r.rows_fetched for r in results)
-    finally:
-        if owns_source:
-            src.close()
-        if owns_executor:
-            executor.close()
     seconds = time.perf_counter() - started
     log.info(
         "run %s: fetched %d rows, wrote %d rows in %.2fs",
@@ -291,6 +289,51 @@ def export_run_slices(
         seconds,
     )
     return ExportResult(run_location(store, plan.key), manifest, rows_fetched=fetched, seconds=seconds)
+
+
+def use_source(
+    source: str | Source | None,
+    *,
+    table: str,
+    data_root: str | Path,
+    shards: str | None = None,
+    executor: Executor | None = None,
+) -> tuple[Source, bool]:
+    """The source to read and whether this call opened it (and must close it).
+
+    The tasks of a remote executor (``executor.remote``) get a portable source instead
+    (:func:`lakeslice.portable.portable_source`): opened where they run.
+    """
+    if getattr(executor, "remote", False):
+        return portable_source(source, table=table, data_root=data_root, shards=shards), False
+    if source is None or isinstance(source, str):
+        return open_source(source, table=table, data_root=data_root, shards=shards), True
+    return source, False
+
+
+@contextmanager
+def executing(
+    executor: Executor | str | Any | None,
+    source: str | Source | None,
+    *,
+    table: str,
+    data_root: str | Path,
+    shards: str | None = None,
+) -> Iterator[tuple[Executor, Source]]:
+    """The executor ``executor`` names and the source its tasks read; closes what it opened."""
+    runner = open_executor(executor)
+    try:
+        src, owns_source = use_source(
+            source, table=table, data_root=data_root, shards=shards, executor=runner
+        )
+        try:
+            yield runner, src
+        finally:
+            if owns_source:
+                src.close()
+    finally:
+        if runner is not executor:
+            runner.close()
 
 
 def plan_run(alerts: str | Path | pl.DataFrame, options: ExportOptions, *, source: Source) -> RunPlan:
@@ -332,12 +375,12 @@ def staged_run(
     *,
     overwrite: bool,
     tasks: Callable[[str], list[GroupTask]],
-    finish: Callable[[list[GroupResult], Commit], dict],
+    finish: Callable[[list[GroupResult], Commit], R],
     source: Source,
     executor: Executor | None,
     progress: Progress,
     seal_key: str | None = None,
-) -> tuple[dict, list[GroupResult]]:
+) -> tuple[R, list[GroupResult]]:
     """Open the commit of ``key``, run the ``tasks`` writing under it, ``finish`` (seal) it."""
     with open_commit(store, key, overwrite=overwrite, seal_key=seal_key) as commit:
         results = run_groups(
@@ -347,8 +390,11 @@ def staged_run(
 
 
 def _announced(
-    progress: Progress, finish: Callable[[list[GroupResult], Commit], dict], results, commit
-) -> dict:
+    progress: Progress,
+    finish: Callable[[list[GroupResult], Commit], R],
+    results: list[GroupResult],
+    commit: Commit,
+) -> R:
     progress.stage("sealing")
     return finish(results, commit)
 
@@ -397,7 +443,7 @@ def run_group(task: GroupTask, *, source: Source, store: Store) -> GroupResult:
     return GroupResult(tuple(files), coverage, frame.height)
 
 
-def seal(plan: RunPlan, results: list[GroupResult], commit: Commit) -> dict:
+def seal(plan: RunPlan, results: list[GroupResult], commit: Commit) -> Manifest:
     """Stage 3: coverage and normalized alerts, then the manifest, written last; publish."""
     spec = plan.spec
     coverages = [r.coverage for r in results if r.coverage is not None]
@@ -491,11 +537,8 @@ def fetch_frame(
 
 def _frame_of(batches: list[pa.RecordBatch]) -> pl.DataFrame:
     """One frame; ``mint`` as Polars Categorical when the source sent a dictionary."""
-    from .sources import CANDLE_SCHEMA
-
-    if not batches:
-        return pl.from_arrow(CANDLE_SCHEMA.empty_table())
-    return pl.from_arrow(pa.Table.from_batches(batches))
+    table = pa.Table.from_batches(batches) if batches else CANDLE_SCHEMA.empty_table()
+    return cast(pl.DataFrame, pl.from_arrow(table))  # a Table gives a DataFrame
 
 
 def _day_slices(frame: pl.DataFrame, task: GroupTask, label: str) -> pl.DataFrame:
@@ -527,9 +570,9 @@ def _group_outputs(
         pl.col("mint").cast(pl.String).cast(pl.Enum(names)).to_physical().cast(pl.UInt32)
     )
     # one label for every row: added when written, not carried through sorts and joins
-    candles = dedupe_candles(normalize_candles(frame, interval_s=spec.interval_s).drop("source"))
-    candles = restrict_to_ranges(candles, merge_windows(by_id)).collect()
-    cov = coverage_of(
+    deduped = dedupe_candles(normalize_candles(frame, interval_s=spec.interval_s).drop("source"))
+    candles = restrict_to_ranges(deduped, merge_windows(by_id)).collect()
+    cov_lazy = coverage_of(
         candles.lazy(),
         by_id.lazy().drop("mint_bucket"),
         expected_total=spec.window.slots,
@@ -538,8 +581,8 @@ def _group_outputs(
         target_total=spec.target_total,
     )
     # the string mint back, by alert_id, in the column's own place
-    cov = cov.drop("mint").join(windows.lazy().select("alert_id", "mint"), on="alert_id")
-    cov = cov.select(COVERAGE_COLUMNS).sort("alert_id").collect()
+    cov_lazy = cov_lazy.drop("mint").join(windows.lazy().select("alert_id", "mint"), on="alert_id")
+    cov = cov_lazy.select(COVERAGE_COLUMNS).sort("alert_id").collect()
     kept = candles.lazy()
     if spec.strict:
         kept_windows = by_id.join(cov.filter("kept").select("alert_id"), on="alert_id")
@@ -566,7 +609,7 @@ def _group_outputs(
 
 def _manifest(
     plan: RunPlan, alerts_entry: FileEntry, files: list[FileEntry], coverage_df: pl.DataFrame
-) -> dict:
+) -> Manifest:
     spec, run_id = plan.spec, plan.run_id
     stamp = created_at()
     slices = [f for f in files if f.path.startswith(layout.SLICES)]
@@ -586,7 +629,7 @@ def _manifest(
                 "rows": alerts_entry.rows,
                 "name": plan.alerts_name,
             },
-            "source_snapshot": {**plan.source_snapshot, "chain": spec.chain, "as_of": stamp},
+            "source_snapshot": SourceSnapshot(**plan.source_snapshot, chain=spec.chain, as_of=stamp),
         },
         "slice_spec": {
             "dataset": "ohlcv",

@@ -168,33 +168,27 @@ class PortableStore:
         self.root = state["root"]
 
 
-def open_task_source(
+def portable_source(
     source: str | Source | None,
     *,
-    executor: Any,
     table: str,
     data_root: str | Path,
     shards: str | None = None,
-) -> tuple[Source, bool]:
-    """The source the tasks of ``executor`` use, and whether the caller must close it.
+) -> Source:
+    """The source to send to the workers of a remote executor.
 
-    Local threads share one source opened here. A remote executor (``executor.remote``) gets a
-    :class:`PortableSource` of the URL; a source object is sent only when it says it is
-    ``portable`` (a ClickHouse source object may hold a password).
+    A URL (or ``LAKESLICE_SOURCE``) becomes a :class:`PortableSource`; a source object is sent
+    only when it says it is ``portable`` (a ClickHouse source object may hold a password).
     """
-    from .sources import open_source
-
-    if not getattr(executor, "remote", False):
-        if hasattr(source, "fetch"):
-            return source, False
-        return open_source(source, table=table, data_root=data_root, shards=shards), True
-    if hasattr(source, "fetch"):
+    if source is not None and not isinstance(source, str):
         if getattr(source, "portable", False):
-            return source, False
+            return source
         raise InputError(
             f"source {type(source).__name__}: a source object cannot be sent to remote workers; pass its URL"
         )
+    # Resolved here, not on the workers: their environment and working directory may differ.
     url = source or os.environ.get("LAKESLICE_SOURCE")
-    if not url and not shards:
-        url = f"chdb://{Path(data_root).resolve() / 'chdb'}"
-    return PortableSource.of(SourceSpec(url=url, table=table, shards=shards, data_root=str(data_root))), False
+    root = str(data_root) if "://" in str(data_root) else str(Path(data_root).resolve())
+    if not url and not shards and "://" not in root:
+        url = f"chdb://{Path(root) / 'chdb'}"
+    return PortableSource.of(SourceSpec(url=url, table=table, shards=shards, data_root=root))

@@ -13,6 +13,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .corpus import CorpusResult
+from .export import ExportResult
+from .lake.layout import hive_value
+from .lake.read import read_run_manifest, scan_coverage
+from .lake.store import scheme_of
+from .lake.verify import VerifyReport, verify_day
+
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
@@ -53,7 +60,7 @@ def progress_bar(*, enabled: bool) -> Iterator[_Bar | None]:
         yield _Bar(bar)
 
 
-def render_export(result) -> None:
+def render_export(result: ExportResult) -> None:
     m = result.manifest
     s = m["outputs"]["slices"]
     c = m["coverage"]
@@ -73,7 +80,7 @@ def render_export(result) -> None:
     out.print(table)
 
 
-def render_verify(reports) -> bool:
+def render_verify(reports: list[VerifyReport]) -> bool:
     """Print one line per run or day; True when anything failed."""
     bad = False
     for r in reports:
@@ -86,15 +93,21 @@ def render_verify(reports) -> bool:
 
 
 def histogram(values: pl.Series, *, bins: int = 10, width: int = 40) -> list[str]:
-    """A small text histogram of integer values."""
+    """A small text histogram of integer values: one line per non-empty bin.
+
+    >>> for line in histogram(pl.Series([1, 1, 2, 9]), bins=3, width=4):
+    ...     print(line)
+           1–3        ████ 3
+           7–9        █ 1
+    """
     if values.len() == 0:
         return ["(no alerts)"]
-    lo, hi = int(values.min()), int(values.max())
+    lo, hi = values.to_frame("v").select(lo=pl.col("v").min(), hi=pl.col("v").max()).row(0)
     step = max(1, -(-(hi - lo + 1) // bins))
     counts = (
         pl.DataFrame({"v": values}).with_columns(b=((pl.col("v") - lo) // step)).group_by("b").len().sort("b")
     )
-    peak = max(counts["len"].max(), 1)
+    peak = max(counts.select(pl.col("len").max()).item(), 1)
     lines = []
     for b, n in counts.iter_rows():  # one line per bin (≤ bins), not per row
         start = lo + b * step
@@ -103,10 +116,7 @@ def histogram(values: pl.Series, *, bins: int = 10, width: int = 40) -> list[str
     return lines
 
 
-def render_show(path: Path) -> None:
-    from .lake.read import read_run_manifest, scan_coverage
-    from .lake.store import scheme_of
-
+def render_show(path: str | Path) -> None:
     if scheme_of(path) is None:
         path = Path(path)
         if not (path / "manifest.json").is_file() and any(path.rglob("date=*")):
@@ -136,9 +146,6 @@ def render_show(path: Path) -> None:
 
 
 def _render_corpus(path: Path) -> None:
-    from .lake.layout import hive_value
-    from .lake.verify import verify_day
-
     table = Table(title=f"corpus {path}", title_justify="left")
     for col in ("day", "sealed", "files", "rows", "bytes"):
         table.add_column(col)
@@ -151,7 +158,7 @@ def _render_corpus(path: Path) -> None:
     out.print(table)
 
 
-def render_corpus(result) -> None:
+def render_corpus(result: CorpusResult) -> None:
     table = Table(title=f"corpus {result.root}", title_justify="left")
     for col in ("day", "files", "rows", "bytes"):
         table.add_column(col)

@@ -1,12 +1,15 @@
-"""Intervals, windows, run ids and the errors users see (SPEC §1, §5).
+"""Intervals, windows and run ids (SPEC §1, §5).
 
-Everything here is plain Python on scalars: no data passes through it.
+Everything here is plain Python on scalars: no data passes through it. The error types live in
+:mod:`lakeslice.errors` and are importable from here too.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from .errors import InputError, LakesliceError, RunError
 
 __all__ = [
     "LakesliceError",
@@ -20,27 +23,6 @@ __all__ = [
     "COMPRESSIONS",
     "check_compression",
 ]
-
-
-class LakesliceError(Exception):
-    """Base of the errors lakeslice reports to users as one line."""
-
-    exit_code = 1
-    code = "runtime_error"
-
-
-class InputError(LakesliceError, ValueError):
-    """Bad usage or bad input: exit status 2."""
-
-    exit_code = 2
-    code = "input_error"
-
-
-class RunError(LakesliceError):
-    """A failure while running (server, disk, seal): exit status 1."""
-
-    exit_code = 1
-    code = "runtime_error"
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -86,7 +68,12 @@ def format_interval(seconds: int) -> str:
 
 @dataclass(frozen=True)
 class Window:
-    """``pre`` candles before the anchor, the anchor candle, ``post`` candles after."""
+    """``pre`` candles before the anchor, the anchor candle, ``post`` candles after.
+
+    >>> w = Window(52, 4948)
+    >>> w.name, w.slots, str(w)
+    ('pre52_post4948', 5001, 'pre52_post4948')
+    """
 
     pre: int
     post: int
@@ -124,8 +111,12 @@ _RUN_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def check_run_id(run_id: str) -> str:
-    """Refuse run ids that could escape the runs directory."""
-    # FIX: fullmatch, not match: "$" also matches before a trailing newline, so "abc\n" passed.
+    """Refuse run ids that could escape the runs directory.
+
+    >>> check_run_id("2024-01-01_a")
+    '2024-01-01_a'
+    """
+    # fullmatch: "$" would also match before a trailing newline
     if not run_id or not _RUN_ID_RE.fullmatch(run_id) or set(run_id) == {"."}:
         raise InputError(
             f"run_id {run_id!r}: use letters, digits, '-', '_' and '.' only (not empty, not '..')"
@@ -137,6 +128,11 @@ COMPRESSIONS = ("zstd", "snappy", "none")
 
 
 def check_compression(name: str) -> str:
+    """The Parquet compression name, if it is one lakeslice writes.
+
+    >>> check_compression("zstd")
+    'zstd'
+    """
     if name not in COMPRESSIONS:
         raise InputError(f"compression {name!r}: expected one of {', '.join(COMPRESSIONS)}")
     return name

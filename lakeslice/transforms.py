@@ -10,10 +10,12 @@ import hashlib
 
 import polars as pl
 
+from .alerts import normalize_alerts
 from .spec import InputError, Window, parse_interval, parse_window
 
 __all__ = [
     "mint_bucket",
+    "bucket_table",
     "floor_to_interval",
     "normalize_candles",
     "dedupe_candles",
@@ -74,28 +76,41 @@ _DEDUP_KEYS = ["ver", "volume", "close", "high", "low", "open"]
 # Scalar-ish expressions
 
 
-def _sha1_bucket(mint: str | None) -> str | None:
-    return None if mint is None else hashlib.sha1(mint.encode("utf-8")).hexdigest()[:2]
-
-
-def _bucket_batch(s: pl.Series) -> pl.Series:
-    # One SHA-1 per distinct mint, mapped back to rows by Polars.
-    uniq = s.unique()
-    buckets = pl.Series([_sha1_bucket(m) for m in uniq.to_list()], dtype=pl.String)
-    return s.replace_strict(uniq, buckets, return_dtype=pl.String)
+def _sha1_buckets(mints: pl.Series) -> pl.Series:
+    # One SHA-1 per distinct mint of the batch (Polars has no SHA-1), mapped back natively.
+    distinct = mints.unique()
+    buckets = pl.Series(
+        [None if m is None else hashlib.sha1(m.encode("utf-8")).hexdigest()[:2] for m in distinct.to_list()],
+        dtype=pl.String,
+    )
+    return mints.replace_strict(distinct, buckets, return_dtype=pl.String)
 
 
 def mint_bucket(expr: pl.Expr | str) -> pl.Expr:
     """First byte of SHA-1 over the mint's UTF-8 bytes, as two lowercase hex characters.
 
+    An elementwise Python function: filters and projections still pass through it. On a large
+    frame, prefer a table of the distinct mints joined in (as :func:`slice_windows` does).
+
     >>> pl.select(mint_bucket(pl.lit("So11111111111111111111111111111111111111112"))).item()
     '35'
+    >>> pl.DataFrame({"mint": ["a", "b", "a"]}).select(mint_bucket("mint")).to_series().to_list()
+    ['86', 'e9', '86']
     """
-    expr = pl.col(expr) if isinstance(expr, str) else expr
-    return expr.cast(pl.String).map_batches(_bucket_batch, pl.String, is_elementwise=True)
+    mints = (pl.col(expr) if isinstance(expr, str) else expr).cast(pl.String)
+    return mints.map_batches(_sha1_buckets, pl.String, is_elementwise=True)
 
 
-# The dtype is known only at run time, so floor inside map_batches: one function for both.
+def bucket_table(mints: pl.LazyFrame) -> pl.LazyFrame:
+    """``mint, mint_bucket`` of the distinct values of the one-column frame ``mints``: hashed in a
+    small frame of its own, to be joined where rows are many.
+
+    >>> bucket_table(pl.LazyFrame({"mint": ["a", "a"]})).collect().rows()
+    [('a', '86')]
+    """
+    return mints.unique().with_columns(mint_bucket=mint_bucket(pl.first()))
+
+
 def floor_to_interval(expr: pl.Expr | str, interval: str | int) -> pl.Expr:
     """Floor epoch-ms integers or Datetimes to the start of their interval (UTC, epoch based).
 
@@ -103,25 +118,19 @@ def floor_to_interval(expr: pl.Expr | str, interval: str | int) -> pl.Expr:
 
     >>> pl.select(floor_to_interval(pl.lit(90_500), "1m")).item()
     60000
+    >>> pl.select(floor_to_interval(pl.lit(-1), "1m")).item()
+    -60000
     """
     expr = pl.col(expr) if isinstance(expr, str) else expr
     width_ms = parse_interval(interval) * 1000
-
-    def floor(s: pl.Series) -> pl.Series:
-        if isinstance(s.dtype, pl.Datetime):
-            ms = s.dt.epoch("ms")
-            out = pl.from_epoch((ms // width_ms) * width_ms, time_unit="ms")
-            # FIX: from_epoch is naive UTC; convert (not replace) into the zone so the floored
-            # instant stays epoch based for zones other than UTC (replace shifted it by the offset).
-            if s.dtype.time_zone is not None:
-                out = out.dt.replace_time_zone("UTC").dt.convert_time_zone(s.dtype.time_zone)
-            out = out.cast(s.dtype)
-            return out.alias(s.name)
-        if not s.dtype.is_integer():
-            raise InputError(f"floor_to_interval: column {s.name!r} is {s.dtype}, not ms or Datetime")
-        return ((s.cast(pl.Int64) // width_ms) * width_ms).alias(s.name)
-
-    return expr.map_batches(floor, is_elementwise=True)
+    # A Datetime's value is its UTC instant and an integer is epoch ms: both floor on one UTC
+    # millisecond line, then return to the input's own dtype (integer type, or unit and zone).
+    utc_ms = pl.Datetime("ms", "UTC")
+    ms = expr.cast(utc_ms).cast(pl.Int64)
+    floored = ((ms // width_ms) * width_ms).cast(utc_ms).cast(pl.dtype_of(expr))
+    # Bitwise AND exists for integer physical types only: a float (neither epoch ms nor a
+    # Datetime) makes Polars refuse the expression instead of being floored silently.
+    return pl.when((expr.to_physical() & 0) == 0).then(floored)
 
 
 # --------------------------------------------------------------------------------------------
@@ -140,6 +149,12 @@ def normalize_candles(
     ``mint, ts_ms, interval_s, open..volume, ver, source``.
 
     Rows of other chains or intervals are dropped when the frame says which they are.
+
+    >>> c = pl.DataFrame({"token_address": ["m", "m"], "chain": ["solana", "eth"],
+    ...     "timestamp": [60, 60], "interval_seconds": [60, 60],
+    ...     "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 2.0})
+    >>> normalize_candles(c, chain="solana").select("mint", "ts_ms", "ver", "source").collect().rows()
+    [('m', 60000, 0, 'frame')]
     """
     lf = candles.lazy()
     names = lf.collect_schema()
@@ -202,8 +217,10 @@ def _sorted_by_mint_ts(candles: pl.LazyFrame) -> pl.LazyFrame:
     frame = candles.collect()
     if frame.height == 0:
         return frame.lazy()
-    lo, hi = frame["ts_ms"].min(), frame["ts_ms"].max()
-    if frame["mint"].max() >= 2**20 or hi - lo >= 2**43:
+    lo, hi, top = frame.select(
+        lo=pl.col("ts_ms").min(), hi=pl.col("ts_ms").max(), top=pl.col("mint").max()
+    ).row(0)
+    if top >= 2**20 or hi - lo >= 2**43:
         return frame.lazy().sort("mint", "ts_ms", maintain_order=False)
     packed = pl.col("mint").cast(pl.Int64) * 2**43 + (pl.col("ts_ms") - lo)
     return frame.lazy().sort(packed, maintain_order=False)
@@ -214,6 +231,11 @@ def dedupe_candles(candles: pl.LazyFrame) -> pl.LazyFrame:
 
     The choice depends on the rows' values only, never on their arrival order. Duplicates are
     rare, so only rows that share their key with a neighbour get the full tie-break sort.
+
+    >>> c = pl.LazyFrame({"mint": ["m", "m"], "ts_ms": [0, 0], "ver": [0, 0], "open": 1.0,
+    ...     "high": 1.0, "low": 1.0, "close": 1.0, "volume": [1.0, 2.0], "source": "s"})
+    >>> dedupe_candles(c).select("ts_ms", "volume").collect().rows()
+    [(0, 2.0)]
     """
     key = ["mint", "ts_ms"]
     ordered = _sorted_by_mint_ts(candles).with_row_index("_row")
@@ -291,6 +313,11 @@ def restrict_to_ranges(candles: pl.LazyFrame, ranges: FrameLike) -> pl.LazyFrame
 
     One as-of lookup per candle (the range starting at or before it), so the cost follows
     candles × log(ranges), not candles × alerts. Input must be sorted by ``(mint, ts_ms)``.
+
+    >>> c = pl.LazyFrame({"mint": ["m"] * 3, "ts_ms": [0, 60_000, 120_000]})
+    >>> r = pl.DataFrame({"mint": ["m"], "start_ms": [60_000], "end_ms": [120_000]})
+    >>> restrict_to_ranges(c, r).collect().rows()
+    [('m', 60000)]
     """
     ranges = ranges.lazy().select("mint", "start_ms", "end_ms").sort("mint", "start_ms")
     return (
@@ -311,8 +338,6 @@ def _prepared(
     candles: FrameLike, alerts: FrameLike, interval: str | int, window: str | Window
 ) -> tuple[pl.LazyFrame, pl.LazyFrame, int]:
     """Normalized alerts' windows and the deduplicated candles inside their union."""
-    from .alerts import normalize_alerts  # local: alerts imports nothing from here
-
     interval_s = parse_interval(interval)
     if isinstance(alerts, pl.LazyFrame):
         alerts = alerts.collect()
@@ -352,8 +377,12 @@ def slice_windows(
     >>> slice_windows(c, a, interval="1m", window="pre1_post0").collect().height
     2
     """
-    _, cands, interval_s = _prepared(candles, alerts, interval, window)
-    return to_slice_columns(cands, interval_s=interval_s).with_columns(mint_bucket=mint_bucket("mint"))
+    windows, cands, interval_s = _prepared(candles, alerts, interval, window)
+    # The bucket of each alert mint (few) joins the candles (many): no Python over their rows.
+    buckets = bucket_table(windows.select(pl.col("mint").cast(pl.String)))
+    return to_slice_columns(cands, interval_s=interval_s).join(
+        buckets, on="mint", how="left", maintain_order="left"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -374,10 +403,10 @@ def coverage_of(
     Counts come from as-of lookups of each window bound into a per-mint running rank, so the
     cost follows (candles + alerts) × log, never candles × alerts.
     """
-    # FIX (status by slot): SPEC §4 says `complete` when every slot has a candle. Counting
-    # candles let off-grid candles (two in one slot) pass as complete while a slot was empty.
-    # `srank` is a per-mint running count of distinct interval slots; windows start and end on
-    # slot boundaries, so differences of srank count the filled slots of a window.
+    # SPEC §4: `complete` when every slot has a candle; counting candles would let two off-grid
+    # candles in one slot hide an empty slot. `srank` is a per-mint running count of distinct
+    # interval slots; windows start and end on slot boundaries, so differences of srank count
+    # the filled slots of a window.
     names = candles.collect_schema()
     slot = pl.col("ts_ms")
     if "interval_s" in names:
@@ -442,7 +471,7 @@ def coverage_of(
         missing=pl.col("expected_total") - total,
         first_ts_ms=pl.when(total > 0).then(pl.col("_first")),
         last_ts_ms=pl.when(total > 0).then(pl.col("_last")),
-        # FIX: filled slots, not candles, decide `complete` (see srank above)
+        # filled slots, not candles, decide `complete` (see srank above)
         status=pl.when(pl.col("_n_end_slots") - pl.col("_n_start_slots") == pl.col("expected_total"))
         .then(pl.lit("complete"))
         .when(total > 0)

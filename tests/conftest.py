@@ -15,17 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from chserver import ClickHouseServer, find_server_binary  # noqa: E402
 
-QUANTBOT_COLUMNS = (
-    "token_address",
-    "chain",
-    "timestamp",
-    "interval_seconds",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-)
+from lakeslice.sources.base import QUANTBOT_COLUMNS, quantbot_ddl  # noqa: E402
 
 
 class ExternalServer:
@@ -57,6 +47,14 @@ class ExternalServer:
     start = kill = stop
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """Every test that needs the server (directly or through a fixture) is marked ``clickhouse``."""
+    for item in items:
+        if {"clickhouse_server", "dedicated_server"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.clickhouse)
+
+
 @pytest.fixture(scope="session")
 def clickhouse_server():
     """One ClickHouse server for the session (or the one in LAKESLICE_TEST_CLICKHOUSE_URL)."""
@@ -64,6 +62,18 @@ def clickhouse_server():
     if url:
         yield ExternalServer(url)
         return
+    yield from _local_server()
+
+
+@pytest.fixture
+def dedicated_server():
+    """A server of the test's own, free to kill (an external server cannot be)."""
+    if os.environ.get("LAKESLICE_TEST_CLICKHOUSE_URL") and find_server_binary() is None:
+        pytest.skip("LAKESLICE_TEST_CLICKHOUSE_URL is set and no local clickhouse-server to kill")
+    yield from _local_server()
+
+
+def _local_server():
     if find_server_binary() is None:
         pytest.fail(
             "clickhouse-server is not installed: run `make clickhouse` (or set "
@@ -112,16 +122,13 @@ def load_candles(
     data = [[r[c] for r in rows] for c in cols]
     data[2] = [_epoch(v, scale) for v in data[2]]
     data[3] = [int(v) for v in data[3]]
-    ver = ", ver UInt64" if with_ver else ""
     client = server.client()
     try:
         client.execute(f"CREATE DATABASE IF NOT EXISTS `{database}`")
         client.execute(f"DROP TABLE IF EXISTS `{database}`.`{table}`")
+        target = f"`{database}`.`{table}`"
         client.execute(
-            f"CREATE TABLE `{database}`.`{table}` (token_address String, chain String,"
-            f" timestamp {timestamp_type}, interval_seconds UInt32, open Float64, high Float64,"
-            f" low Float64, close Float64, volume Float64{ver})"
-            f" ENGINE = MergeTree() ORDER BY {order_by}"
+            quantbot_ddl(target, timestamp_type=timestamp_type, order_by=order_by, with_ver=with_ver)
         )
         if rows:
             client.execute(

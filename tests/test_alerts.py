@@ -9,17 +9,15 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import reference as ref
+from support.data import SOL
 
 from lakeslice.alerts import ALERT_SCHEMA, normalize_alerts, read_alerts
 from lakeslice.spec import InputError
 
 UTC = dt.timezone.utc
-SOL = "So11111111111111111111111111111111111111112"
 T0 = 1_704_067_230_000  # 2024-01-01T00:00:30Z
-
-
-def sha_id(mint: str, ts_ms: int) -> str:
-    return hashlib.sha256(f"{mint}|{ts_ms}".encode()).hexdigest()[:16]
+sha_id = ref.derived_id
 
 
 def one_ts(frame: pl.DataFrame) -> int:
@@ -379,8 +377,3 @@ def test_duplicate_derived_ids():
     want = rf"duplicate alert_id '{sha_id('m', T0)}' \(derived from mint\|ts_ms\) at rows 1 and 3"
     with raises_input(want):
         normalize_alerts(f)
-
-
-def test_input_error_is_a_value_error():
-    assert issubclass(InputError, ValueError)
-    assert InputError.code == "input_error"

@@ -4,29 +4,18 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 
 import pyarrow.parquet as pq
 import pytest
-from test_export import ALERTS_CSV, CANDLES_PQ, LAKESLICE, cli, export_args
+from support.cli import export_args, run_cli
+from support.cli import invoke as cli
+from support.data import ALERTS_CSV, CANDLES_PQ, RESULT_KEYS
 
 from lakeslice import __version__
 
-RESULT_KEYS = {
-    "run_dir",
-    "manifest_path",
-    "coverage_path",
-    "total_rows",
-    "total_files",
-    "total_bytes",
-    "kept_events",
-    "dropped_events",
-    "manifest",
-}
-
 
 def test_version_via_entry_point():
-    proc = subprocess.run([str(LAKESLICE), "--version"], capture_output=True, text=True, timeout=60)
+    proc = run_cli("--version")
     assert proc.returncode == 0
     assert proc.stdout.strip() == f"lakeslice {__version__}"
 
@@ -78,9 +67,13 @@ def test_format_json_matches_shipped_schema(tmp_path):
         importlib.resources.files("lakeslice").joinpath("schemas/result.schema.json").read_text()
     )
     ok = cli(export_args(tmp_path, "s", extra=["--format", "json"]))
+    assert ok.exit_code == 0, ok.stderr
     jsonschema.validate(json.loads(ok.stdout), schema)
+    assert "error" not in json.loads(ok.stdout)
     bad = cli(export_args(tmp_path, "s2", window="nope", extra=["--format", "json"]))
+    assert bad.exit_code == 2, bad.stderr
     jsonschema.validate(json.loads(bad.stdout), schema)
+    assert json.loads(bad.stdout)["error"]["code"] == "input_error"
 
 
 def test_config_stdin_with_flags_overriding(tmp_path):
@@ -132,7 +125,7 @@ def test_config_file_and_unknown_key(tmp_path):
     res = cli(["export", "--config", cfg])
     assert res.exit_code == 2 and "windw" in res.stderr
     res = cli(["export", "--config", "-"], input="[1, 2]")
-    assert res.exit_code == 2
+    assert res.exit_code == 2 and "JSON object" in res.stderr
     res = cli(["export", "--config", "-"], input="{not json")
     assert res.exit_code == 2 and "Traceback" not in res.stderr
 
@@ -204,9 +197,9 @@ def test_runtime_failure_exit_1_json(tmp_path):
     bad_source = tmp_path / "broken.parquet"
     bad_source.write_bytes(b"PAR1 this is not parquet PAR1")
     res = cli(export_args(tmp_path, "rt", source=bad_source, extra=["--format", "json"]))
-    assert res.exit_code in (1, 2)
+    assert res.exit_code == 1, res.stderr
     doc = json.loads(res.stdout)
-    assert set(doc) == {"error"}
+    assert set(doc) == {"error"} and doc["error"]["code"] == "runtime_error"
     assert "Traceback" not in res.stderr
 
 
@@ -241,11 +234,13 @@ def test_show_unsealed_exit_1(tmp_path):
 def test_table_output_goes_to_stdout_logs_to_stderr(tmp_path):
     res = cli(["-v", *map(str, export_args(tmp_path, "t"))])
     assert res.exit_code == 0, res.stderr
-    assert "content_sha256" in res.stdout
+    assert "content_sha256" in res.stdout and "content_sha256" not in res.stderr
 
 
 def test_env_source(tmp_path):
     args = [a for a in map(str, export_args(tmp_path, "env")) if not a.startswith("parquet://")]
     args.remove("--source")
-    res = cli(args, env={"LAKESLICE_SOURCE": f"parquet://{CANDLES_PQ}"})
+    res = cli([*args, "--format", "json"], env={"LAKESLICE_SOURCE": f"parquet://{CANDLES_PQ}"})
     assert res.exit_code == 0, res.stderr
+    snapshot = json.loads(res.stdout)["manifest"]["inputs"]["source_snapshot"]
+    assert snapshot["kind"] == "parquet"

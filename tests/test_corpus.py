@@ -12,13 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import random
 import re
 import shutil
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -28,16 +24,17 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from conftest import load_candles
+from support import reference as ref
+from support.cli import EPOCH, export_args, ok, run_chains, run_cli
+from support.data import HOSTILE, OHLCV, SLICE_COLUMNS, quantbot_row, typed_shape_problems
 
 import lakeslice
+from lakeslice.lake.manifest import DaySeal
 
-LAKESLICE = str(Path(sys.executable).with_name("lakeslice"))
-EPOCH = "1700000000"
 DB = "corpus"
 D0 = dt.date(2023, 12, 31)  # before --from
 D1, D4 = dt.date(2024, 1, 1), dt.date(2024, 1, 4)  # --from D1 --to D4: days D1, D2, D3
 DAYS = [D1 + dt.timedelta(days=i) for i in range(3)]
-HOSTILE = "O'Brien\\'); DROP TABLE ohlcv_candles; --"
 TAB = "tab\tmint"
 UNI = "Ünïcødé-мята-🚀"
 # 40 mints: enough that bucket names include letters (a tree whose buckets all look numeric is
@@ -45,8 +42,6 @@ UNI = "Ünïcødé-мята-🚀"
 MINTS = [f"C{i:02d}{'m' * 38}{i * 31}" for i in range(37)] + [HOSTILE, TAB, UNI]
 # minute-of-day offsets: midnight, 00:01, 00:59, mid-day, 23:58, 23:59
 OFFSETS = [0, 1, 59, 6 * 60 + 7, 12 * 60, 23 * 60 + 58, 23 * 60 + 59]
-OHLCV = ("open", "high", "low", "close", "volume")
-SLICE_COLUMNS = ["mint", "ts", "interval_s", "open", "high", "low", "close", "volume", "source"]
 PATH_RE = re.compile(
     r"^chain=solana/interval=1m/date=(\d{4}-\d{2}-\d{2})/mint_bucket=([0-9a-f]{2})/part-(\d{4})\.parquet$"
 )
@@ -54,21 +49,6 @@ PATH_RE = re.compile(
 
 def epoch(day: dt.date, minute: int = 0) -> int:
     return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp()) + 60 * minute
-
-
-def _row(mint, ts, *, chain="solana", interval=60, px=1.0, vol=10.0, ver=1):
-    return {
-        "token_address": mint,
-        "chain": chain,
-        "timestamp": ts,
-        "interval_seconds": interval,
-        "open": px,
-        "high": px + 0.5,
-        "low": px - 0.25,
-        "close": px + 0.125,
-        "volume": vol,
-        "ver": ver,
-    }
 
 
 def make_rows(seed: int = 5) -> list[dict]:
@@ -81,40 +61,29 @@ def make_rows(seed: int = 5) -> list[dict]:
                     continue
                 ts = epoch(day, off)
                 px, vol = round(m + rng.random(), 6), round(rng.uniform(1, 100), 3)
-                rows.append(_row(mint, ts, px=px, vol=vol))
+                rows.append(quantbot_row(mint, ts, px=px, vol=vol))
                 r = rng.random()
                 if r < 0.15 or off == 0 and m % 3 == 0:  # newer version, less volume: wins
-                    rows.append(_row(mint, ts, px=px + 5, vol=vol / 2, ver=2))
+                    rows.append(quantbot_row(mint, ts, px=px + 5, vol=vol / 2, ver=2))
                 elif r < 0.25:  # exact duplicate
-                    rows.append(_row(mint, ts, px=px, vol=vol))
+                    rows.append(quantbot_row(mint, ts, px=px, vol=vol))
                 elif r < 0.35:  # same version, more volume: wins
-                    rows.append(_row(mint, ts, px=px + 1, vol=vol + 1))
+                    rows.append(quantbot_row(mint, ts, px=px + 1, vol=vol + 1))
                 if off in (0, 23 * 60 + 59) or r > 0.9:  # other chain / interval, same key
-                    rows.append(_row(mint, ts, chain="ethereum", px=999.0, vol=1e9, ver=9))
-                    rows.append(_row(mint, ts, interval=300, px=888.0, vol=1e9, ver=9))
+                    rows.append(quantbot_row(mint, ts, chain="ethereum", px=999.0, vol=1e9, ver=9))
+                    rows.append(quantbot_row(mint, ts, interval=300, px=888.0, vol=1e9, ver=9))
     return rows
 
 
-def bucket(mint: str) -> str:
-    return hashlib.sha1(mint.encode("utf-8")).hexdigest()[:2]
-
-
 def expected(rows, days=DAYS, mints=None) -> list[tuple]:
-    """Sorted (mint, ts_ms, 60, o, h, l, c, v) of the days, deduplicated."""
-    best: dict[tuple[str, int], dict] = {}
-    rank = lambda r: (r["ver"], r["volume"], r["close"], r["high"], r["low"], r["open"])  # noqa: E731
-    spans = [(epoch(d), epoch(d) + 86400) for d in days]
-    for r in rows:
-        if r["chain"] != "solana" or r["interval_seconds"] != 60:
-            continue
-        if mints is not None and r["token_address"] not in mints:
-            continue
-        if not any(lo <= r["timestamp"] < hi for lo, hi in spans):
-            continue
-        key = (r["token_address"], r["timestamp"] * 1000)
-        if key not in best or rank(r) > rank(best[key]):
-            best[key] = r
-    return sorted((m, t, 60, *(r[c] for c in OHLCV)) for (m, t), r in best.items())
+    """Sorted (mint, ts_ms, 60, o, h, l, c, v) of the days, deduplicated by the reference."""
+    spans = [(epoch(d) * 1000, (epoch(d) + 86400) * 1000) for d in days]
+    candles = [
+        c
+        for c in ref.quantbot_candles(rows)
+        if (mints is None or c["mint"] in mints) and any(lo <= c["ts_ms"] < hi for lo, hi in spans)
+    ]
+    return [(c["mint"], c["ts_ms"], 60, *(c[k] for k in OHLCV)) for c in ref.dedupe(candles)]
 
 
 def day_of(ts_ms: int) -> str:
@@ -123,36 +92,6 @@ def day_of(ts_ms: int) -> str:
 
 # ------------------------------------------------------------------------------------------
 # CLI
-
-
-def cli(*args, cwd):
-    env = {k: v for k, v in os.environ.items() if k != "LAKESLICE_SOURCE"}
-    env["SOURCE_DATE_EPOCH"] = EPOCH
-    return subprocess.run(
-        [LAKESLICE, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=180
-    )
-
-
-def run_phase(chains: list[list], cwd: Path) -> dict:
-    """Chains side by side, the steps of a chain in order. A step is (name, args) or a
-    callable (setup between CLI calls). name -> CompletedProcess."""
-
-    def run_chain(chain):
-        out = []
-        for step in chain:
-            if callable(step):
-                step()
-            else:
-                out.append((step[0], cli(*step[1], cwd=cwd)))
-        return out
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(item for done in pool.map(run_chain, chains) for item in done)
-
-
-def ok(proc) -> subprocess.CompletedProcess:
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc
 
 
 def corpus_args(url, root, *extra, date_from=D1, date_to=D4):
@@ -206,7 +145,7 @@ def read_tree(root: Path, label: str) -> list[tuple]:
         got = [tuple(r[:-1]) for r in frame.rows()]
         assert got == sorted(got), f"{rel}: not sorted by (mint, ts)"
         assert {day_of(r[1]) for r in got} == {m.group(1)}, rel
-        assert {bucket(r[0]) for r in got} == {m.group(2)}, rel
+        assert {ref.bucket(r[0]) for r in got} == {m.group(2)}, rel
         rows += got
     return sorted(rows)
 
@@ -240,28 +179,18 @@ def world(tmp_path_factory, clickhouse_server):
         alerts
     )
     (base / "mints.txt").write_text("\n".join(MINTS_SUBSET) + "\n", "utf-8")
-    run = [
-        "export",
-        "--alerts",
-        alerts,
-        "--interval",
-        "1m",
-        "--window",
-        "pre10_post20",
-        "--format",
-        "json",
-        "--data-root",
-        base / "runs",
-    ]
 
-    procs = run_phase(
+    def run(run_id: str, source: str) -> list[str]:
+        return export_args(base / "runs", run_id, alerts=alerts, source=source, extra=["--format", "json"])
+
+    procs = run_chains(
         [
             [("main", corpus_args(url, main))],
             [("mut_full", corpus_args(url, mut, "--table", "mutable"))],
             [("mints", corpus_args(url, sub, "--mints", base / "mints.txt"))],
-            [("run_ch", [*run, "--source", url, "--run-id", "from_ch"])],
+            [("run_ch", run("from_ch", url))],
         ],
-        base,
+        cwd=base,
     )
     ok(procs["main"]), ok(procs["mut_full"])
     hashes = {"main": file_hashes(main), "mut_full": file_hashes(mut)}
@@ -282,19 +211,19 @@ def world(tmp_path_factory, clickhouse_server):
         load_candles(clickhouse_server, DB, "mutable", new_rows, with_ver=True)
 
     d2 = ("--table", "mutable")
-    procs |= run_phase(
+    procs |= run_chains(
         [
             [("verify", ["verify", tree(main)]), ("show", ["show", tree(main)])],
             [("verify_tampered", ["verify", tree(tampered)])],
             [("verify_unsealed", ["verify", tree(unsealed)]), ("show_unsealed", ["show", tree(unsealed)])],
-            [("run_corpus", [*run, "--source", f"corpus://{main}", "--run-id", "from_corpus"])],
+            [("run_corpus", run("from_corpus", f"corpus://{main}"))],
             [
                 ("mut_same", corpus_args(url, mut, *d2, date_from=DAYS[1], date_to=DAYS[2])),
                 mutate,
                 ("mut_changed", corpus_args(url, mut, *d2, date_from=DAYS[1], date_to=DAYS[2])),
             ],
         ],
-        base,
+        cwd=base,
     )
     return {
         "base": base,
@@ -315,16 +244,16 @@ def mutated(rows):
     """D2 changed: every mint of some buckets gone (their directories must go), one mint's
     candles re-versioned with new values, one new mint."""
     lo, hi = epoch(DAYS[1]), epoch(DAYS[2])
-    gone_buckets = sorted({bucket(m) for m in MINTS})[:3]
+    gone_buckets = sorted({ref.bucket(m) for m in MINTS})[:3]
     out = []
     for r in rows:
         in_d2 = lo <= r["timestamp"] < hi
-        if in_d2 and bucket(r["token_address"]) in gone_buckets:
+        if in_d2 and ref.bucket(r["token_address"]) in gone_buckets:
             continue
         out.append(r)
         if in_d2 and r["token_address"] == MINTS[7] and r["chain"] == "solana":
             out.append({**r, "ver": 50, "open": 4242.0})
-    out.append(_row("BrandNewMint" + "z" * 32, lo + 3600, px=7.0, vol=7.0))
+    out.append(quantbot_row("BrandNewMint" + "z" * 32, lo + 3600, px=7.0, vol=7.0))
     return out
 
 
@@ -336,7 +265,7 @@ def test_fixture_has_the_edges():
     ts = {r["timestamp"] for r in make_rows() if r["chain"] == "solana"}
     assert epoch(D1) in ts and epoch(D4) in ts and epoch(D0, 23 * 60 + 59) in ts
     assert epoch(DAYS[1]) in ts and epoch(DAYS[2], 23 * 60 + 59) in ts
-    assert any(c.isalpha() for c in "".join(bucket(m) for m in MINTS))
+    assert any(c.isalpha() for c in "".join(ref.bucket(m) for m in MINTS))
 
 
 def test_multi_day_corpus_equals_source_row_by_row(world):
@@ -370,6 +299,7 @@ def test_seals_outside_the_data_tree(world):
         assert seal["source_snapshot"]["kind"] == "clickhouse"
         assert seal["source_snapshot"]["table"] == "ohlcv_candles"
         assert seal["content_sha256"] and seal["date"] == day.isoformat()
+        assert typed_shape_problems(seal, DaySeal) == []  # the typed seal is the seal on disk
 
 
 def test_verify_and_show(world):
@@ -412,13 +342,13 @@ def test_changed_day_is_replaced_whole(world):
     seal = json.loads(seal_path(mut, d2).read_text("utf-8"))
     on_disk = sorted(p.relative_to(day_dir).as_posix() for p in day_dir.rglob("*") if p.is_file())
     assert on_disk == sorted(f["path"] for f in seal["files"])  # nothing old left behind
-    gone = sorted({bucket(m) for m in MINTS})[:3]
+    gone = sorted({ref.bucket(m) for m in MINTS})[:3]
     assert not any((day_dir / f"mint_bucket={b}").exists() for b in gone)
     before, after = world["hashes"]["mut_full"], file_hashes(mut)
     others = {k: v for k, v in before.items() if f"date={d2}" not in k}
     assert others == {k: v for k, v in after.items() if f"date={d2}" not in k}
     assert not (mut / "lake" / ".staging").exists() or not any((mut / "lake" / ".staging").iterdir())
-    ok(cli("verify", tree(mut), cwd=world["base"]))
+    ok(run_cli("verify", tree(mut), cwd=world["base"]))
 
 
 def test_readers_agree(world):
@@ -430,7 +360,7 @@ def test_readers_agree(world):
     root = tree(world["main"])
     want = {}
     for r in expected(world["rows"]):
-        key = (day_of(r[1]), bucket(r[0]))
+        key = (day_of(r[1]), ref.bucket(r[0]))
         want[key] = want.get(key, 0) + 1
     assert any(not b.isdigit() for _, b in want)
 

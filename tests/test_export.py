@@ -7,194 +7,50 @@ in this file calls lakeslice.transforms to know what the answer should be.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
+from support import reference as ref
+from support.cli import export_args, run_cli
+from support.cli import invoke as cli
+from support.data import (
+    ALERTS_CSV,
+    CANDLES_PQ,
+    COVERAGE_COLUMNS,
+    OHLCV,
+    REPO,
+    RESULT_KEYS,
+    SLICE_COLUMNS,
+    quantbot_row,
+    typed_shape_problems,
+)
+from support.runs import all_run_rows, file_rows, sha256_of, slice_files, staging_leftovers
 
-from lakeslice.cli import app
+from lakeslice.lake.manifest import Manifest
 
-REPO = Path(__file__).resolve().parent.parent
-FIXTURES = REPO / "fixtures"
-ALERTS_CSV = FIXTURES / "alerts.csv"
-CANDLES_PQ = FIXTURES / "candles.parquet"
-LAKESLICE = Path(sys.executable).parent / "lakeslice"
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-SLICE_COLUMNS = ["mint", "ts", "interval_s", "open", "high", "low", "close", "volume", "source"]
-COVERAGE_COLUMNS = [
-    "alert_id",
-    "mint",
-    "alert_ts_ms",
-    "anchor_ts_ms",
-    "window_start_ts_ms",
-    "window_end_ts_ms",
-    "expected_total",
-    "available_pre",
-    "available_post",
-    "available_total",
-    "missing",
-    "first_ts_ms",
-    "last_ts_ms",
-    "status",
-    "kept",
-]
-OHLCV = ("open", "high", "low", "close", "volume")
-
-
-# --------------------------------------------------------------------------------------------
-# Brute-force reference (plain Python over lists)
-
-
-def sha1_bucket(mint: str) -> str:
-    return hashlib.sha1(mint.encode("utf-8")).hexdigest()[:2]
-
-
-def to_ms(value) -> int:
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
-        return (value - EPOCH) // dt.timedelta(milliseconds=1)
-    return int(value) * 1000  # ClickHouse DateTime as epoch seconds
-
-
-def ref_candles(path: Path, *, chain: str = "solana", interval_s: int = 60, label: str | None = None):
-    """{(mint, ts_ms): row} after the dedup rule: greatest ver, volume, close, high, low, open."""
-    label = label or f"parquet:{path.name}"
-    best: dict[tuple[str, int], tuple[tuple, dict]] = {}
-    for r in pq.read_table(path).to_pylist():
-        if r["chain"] != chain or r["interval_seconds"] != interval_s:
-            continue
-        row = {
-            "mint": r["token_address"],
-            "ts_ms": to_ms(r["timestamp"]),
-            "source": label,
-            **{k: r[k] for k in OHLCV},
-        }
-        rank = (r.get("ver", 0), r["volume"], r["close"], r["high"], r["low"], r["open"])
-        key = (row["mint"], row["ts_ms"])
-        if key not in best or rank > best[key][0]:
-            best[key] = (rank, row)
-    return {k: v[1] for k, v in best.items()}
-
-
-def ref_alerts_csv(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        return [
-            {"alert_id": r["alert_id"], "mint": r["mint"], "ts_ms": int(r["ts_ms"])}
-            for r in csv.DictReader(fh)
-        ]
-
-
-def ref_coverage(candles, alerts, interval_s, pre, post, *, strict=False, min_pre=52, target=5000):
-    width = interval_s * 1000
-    by_mint: dict[str, list[int]] = {}
-    for mint, ts in candles:
-        by_mint.setdefault(mint, []).append(ts)
-    rows = []
-    for a in sorted(alerts, key=lambda a: a["alert_id"]):
-        anchor = a["ts_ms"] // width * width
-        start, end = anchor - pre * width, anchor + (post + 1) * width
-        inside = sorted(t for t in by_mint.get(a["mint"], []) if start <= t < end)
-        n_pre = sum(1 for t in inside if t < anchor)
-        total = len(inside)
-        expected = pre + 1 + post
-        rows.append(
-            {
-                "alert_id": a["alert_id"],
-                "mint": a["mint"],
-                "alert_ts_ms": a["ts_ms"],
-                "anchor_ts_ms": anchor,
-                "window_start_ts_ms": start,
-                "window_end_ts_ms": end,
-                "expected_total": expected,
-                "available_pre": n_pre,
-                "available_post": total - n_pre,
-                "available_total": total,
-                "missing": expected - total,
-                "first_ts_ms": inside[0] if inside else None,
-                "last_ts_ms": inside[-1] if inside else None,
-                "status": "complete" if total == expected else "partial" if total else "insufficient",
-                "kept": (n_pre >= min_pre and total >= target) if strict else True,
-            }
-        )
-    return rows
-
-
-def ref_slices(candles, coverage_rows, interval_s):
-    """Rows of the kept alerts' windows, once each, sorted by (mint, ts)."""
-    wins: dict[str, list[tuple[int, int]]] = {}
-    for c in coverage_rows:
-        if c["kept"]:
-            wins.setdefault(c["mint"], []).append((c["window_start_ts_ms"], c["window_end_ts_ms"]))
-    out = []
-    for (mint, ts), row in candles.items():
-        if any(s <= ts < e for s, e in wins.get(mint, [])):
-            out.append({**row, "interval_s": interval_s})
-    return sorted(out, key=lambda r: (r["mint"], r["ts_ms"]))
-
-
-def file_rows(path: Path) -> list[dict]:
-    """Slice file rows with ts as epoch ms."""
-    rows = pq.read_table(path).to_pylist()
-    for r in rows:
-        r["ts_ms"] = to_ms(r.pop("ts"))
-    return rows
-
-
-def slice_files(run_dir: Path) -> list[Path]:
-    return sorted((run_dir / "slices").rglob("*.parquet"))
-
-
-def all_run_rows(run_dir: Path) -> list[dict]:
-    return [r for f in slice_files(run_dir) for r in file_rows(f)]
+LABEL = "parquet:candles.parquet"
 
 
 def project(rows, keys=("mint", "ts_ms", "interval_s", *OHLCV, "source")):
     return [tuple(r[k] for k in keys) for r in rows]
 
 
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def staging_leftovers(data_root: Path) -> list[Path]:
-    """Anything left in a staging area (``lake/.staging`` or any other ``.staging``)."""
-    return [p for d in Path(data_root).rglob(".staging") if d.is_dir() for p in d.iterdir()]
-
-
-def cli(args, *, input=None, env=None):
-    return CliRunner().invoke(app, [str(a) for a in args], input=input, env=env)
-
-
-def export_args(data_root, run_id, *, window="pre10_post20", alerts=ALERTS_CSV, source=CANDLES_PQ, extra=()):
-    return [
-        "export",
-        "--alerts",
-        alerts,
-        "--source",
-        f"parquet://{source}",
-        "--interval",
-        "1m",
-        "--window",
-        window,
-        "--data-root",
-        data_root,
-        "--run-id",
-        run_id,
-        *extra,
+def expected_slices(candles: list[dict], coverage: list[dict]) -> list[dict]:
+    """The reference's slice rows of the kept alerts, with their ``interval_s``."""
+    kept = [
+        {"alert_id": c["alert_id"], "mint": c["mint"], "ts_ms": c["alert_ts_ms"]}
+        for c in coverage
+        if c["kept"]
     ]
+    return [{**c, "interval_s": 60} for c in ref.slice_rows(candles, kept, 60, PRE, POST)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,29 +63,32 @@ PRE, POST = 10, 20
 @pytest.fixture(scope="module")
 def golden(tmp_path_factory):
     root = tmp_path_factory.mktemp("golden") / "data-root"
-    proc = subprocess.run(
-        [str(LAKESLICE), *map(str, export_args(root, "golden", extra=["--format", "json"]))],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-    )
+    proc = run_cli(*export_args(root, "golden", extra=["--format", "json"]), cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     run_dir = root / "lake" / "runs" / "run_id=golden"
     return {"root": root, "run_dir": run_dir, "stdout": proc.stdout}
 
 
+def strict_coverage(reference: dict, min_pre: int, target: int) -> list[dict]:
+    """The reference's coverage of the golden inputs in strict mode."""
+    candles, alerts = reference["candles"], reference["alerts"]
+    return ref.coverage_rows(
+        candles, alerts, 60, PRE, POST, strict=True, min_required_pre=min_pre, target_total=target
+    )
+
+
 @pytest.fixture(scope="module")
 def reference():
-    candles = ref_candles(CANDLES_PQ)
-    alerts = ref_alerts_csv(ALERTS_CSV)
-    cov = ref_coverage(candles, alerts, 60, PRE, POST)
-    return {"candles": candles, "alerts": alerts, "coverage": cov, "slices": ref_slices(candles, cov, 60)}
+    raw = pq.read_table(CANDLES_PQ).to_pylist()
+    candles = ref.dedupe(ref.quantbot_candles(raw, label=LABEL))
+    alerts = ref.alerts_csv(ALERTS_CSV)
+    cov = ref.coverage_rows(candles, alerts, 60, PRE, POST)
+    return {"candles": candles, "alerts": alerts, "coverage": cov, "slices": expected_slices(candles, cov)}
 
 
 def test_golden_layout_is_exact(golden, reference):
     run_dir = golden["run_dir"]
-    buckets = sorted({sha1_bucket(r["mint"]) for r in reference["slices"]})
+    buckets = sorted({ref.bucket(r["mint"]) for r in reference["slices"]})
     assert len(buckets) == 4  # 3 mints + the hostile one; the unknown mint has no directory
     expected = {
         "manifest.json",
@@ -244,28 +103,28 @@ def test_golden_layout_is_exact(golden, reference):
 
 
 def test_golden_slice_rows_match_reference(golden, reference):
-    ref = reference["slices"]
+    want_all = reference["slices"]
     # the fixture's duplicates matter: some chosen rows are the re-ingested (greater volume) ones
     raw = pq.read_table(CANDLES_PQ).to_pylist()
     seen: dict[tuple, int] = {}
     for r in raw:
         if r["chain"] == "solana" and r["interval_seconds"] == 60:
-            k = (r["token_address"], to_ms(r["timestamp"]))
+            k = (r["token_address"], ref.epoch_ms(r["timestamp"]))
             seen[k] = seen.get(k, 0) + 1
     dup_keys = {k for k, n in seen.items() if n > 1}
-    assert dup_keys & {(r["mint"], r["ts_ms"]) for r in ref}, "fixture no longer tests dedup"
+    assert dup_keys & {(r["mint"], r["ts_ms"]) for r in want_all}, "fixture no longer tests dedup"
 
     for f in slice_files(golden["run_dir"]):
         bucket = f.parent.name.removeprefix("mint_bucket=")
         rows = file_rows(f)
-        want = [r for r in ref if sha1_bucket(r["mint"]) == bucket]
+        want = [r for r in want_all if ref.bucket(r["mint"]) == bucket]
         assert project(rows) == project(want), f
         keys = [(r["mint"], r["ts_ms"]) for r in rows]
         assert keys == sorted(set(keys)), f"{f}: not strictly sorted by (mint, ts)"
     assert project(sorted(all_run_rows(golden["run_dir"]), key=lambda r: (r["mint"], r["ts_ms"]))) == project(
-        ref
+        want_all
     )
-    assert {r["source"] for r in ref} == {"parquet:candles.parquet"}
+    assert {r["source"] for r in want_all} == {LABEL}
 
 
 def test_golden_slice_file_schema(golden):
@@ -311,6 +170,7 @@ def test_golden_manifest(golden, reference):
     for leak in (str(golden["root"]), str(golden["root"].parent), str(REPO), str(run_dir)):
         assert leak not in text
     assert m["lake_version"] == "v1"
+    assert typed_shape_problems(m, Manifest) == []  # the typed manifest is the manifest on disk
     assert m["run_id"] == "golden"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", m["created_at"])
     assert m["exporter"]["name"] == "lakeslice"
@@ -355,30 +215,19 @@ def test_golden_manifest(golden, reference):
     assert out["mint_buckets"] == 4
 
     cov = m["coverage"]
-    ref = reference["coverage"]
+    ref_cov = reference["coverage"]
     assert cov["path"] == "outputs/coverage.parquet"
     assert cov["strict"] is False
     assert cov["kept_events"] == 8 and cov["dropped_events"] == 0
     for status in ("complete", "partial", "insufficient"):
-        assert cov[status] == sum(1 for r in ref if r["status"] == status)
+        assert cov[status] == sum(1 for r in ref_cov if r["status"] == status)
 
 
 def test_golden_json_result(golden):
     out = golden["stdout"]
     result = json.loads(out)  # exactly one JSON document on stdout
     assert out.count("\n") == 1 and out.endswith("\n")
-    required = {
-        "run_dir",
-        "manifest_path",
-        "coverage_path",
-        "total_rows",
-        "total_files",
-        "total_bytes",
-        "kept_events",
-        "dropped_events",
-        "manifest",
-    }
-    assert required <= set(result)
+    assert RESULT_KEYS <= set(result)
     run_dir = golden["run_dir"]
     assert Path(result["run_dir"]).resolve() == run_dir.resolve()
     assert Path(result["manifest_path"]).resolve() == (run_dir / "manifest.json").resolve()
@@ -408,14 +257,11 @@ def _synthetic_inputs(tmp: Path, *, mints=20, per_mint=3000, alerts=150, dup=0.1
     return src, al
 
 
+@pytest.mark.slow
 def test_determinism_across_processes_threads_and_roots(tmp_path):
     src, al = _synthetic_inputs(tmp_path)
     runs = []
     for name, threads in (("a", "1"), ("b", None)):
-        env = {k: v for k, v in os.environ.items() if k != "POLARS_MAX_THREADS"}
-        env["SOURCE_DATE_EPOCH"] = "1700000000"
-        if threads:
-            env["POLARS_MAX_THREADS"] = threads
         root = tmp_path / f"root-{name}"
         args = export_args(
             root,
@@ -425,14 +271,7 @@ def test_determinism_across_processes_threads_and_roots(tmp_path):
             source=src,
             extra=["--target-file-mb", "0.05", "--format", "json"],
         )
-        proc = subprocess.run(
-            [str(LAKESLICE), *map(str, args)],
-            env=env,
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            timeout=120,
-        )
+        proc = run_cli(*args, env={"POLARS_MAX_THREADS": threads}, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
         runs.append(root / "lake" / "runs" / "run_id=det")
     a, b = runs
@@ -472,14 +311,12 @@ def test_strict_coverage(tmp_path, reference, min_pre, target):
     )
     assert res.exit_code == 0, res.stderr
     run_dir = tmp_path / "lake" / "runs" / "run_id=strict"
-    cov_ref = ref_coverage(
-        reference["candles"], reference["alerts"], 60, PRE, POST, strict=True, min_pre=min_pre, target=target
-    )
+    cov_ref = strict_coverage(reference, min_pre, target)
     kept = [c for c in cov_ref if c["kept"]]
     assert 0 < len(kept) < len(cov_ref)  # the parameters really split the alerts
     assert pq.read_table(run_dir / "outputs/coverage.parquet").to_pylist() == cov_ref
 
-    want = ref_slices(reference["candles"], cov_ref, 60)
+    want = expected_slices(reference["candles"], cov_ref)
     got = sorted(all_run_rows(run_dir), key=lambda r: (r["mint"], r["ts_ms"]))
     assert project(got) == project(want)
     # a dropped alert's candles are absent unless a kept alert's window covers them
@@ -487,7 +324,7 @@ def test_strict_coverage(tmp_path, reference, min_pre, target):
     for r in got:
         assert any(m == r["mint"] and s <= r["ts_ms"] < e for m, s, e in kept_windows)
     # files only for buckets that hold kept rows
-    assert {f.parent.name[-2:] for f in slice_files(run_dir)} == {sha1_bucket(r["mint"]) for r in want}
+    assert {f.parent.name[-2:] for f in slice_files(run_dir)} == {ref.bucket(r["mint"]) for r in want}
 
     m = json.loads((run_dir / "manifest.json").read_text())
     assert m["coverage"]["strict"] is True
@@ -516,16 +353,9 @@ def test_strict_overlap_of_kept_and_dropped_alert(tmp_path, reference):
     assert not a1["kept"] and a2["kept"] and a1["mint"] == a2["mint"]
     assert a1["window_start_ts_ms"] < a2["window_start_ts_ms"] < a1["window_end_ts_ms"]
     ts = {r["ts_ms"] for r in all_run_rows(tmp_path / "lake/runs/run_id=ov") if r["mint"] == a1["mint"]}
-    only_a1 = {
-        t
-        for (m, t) in reference["candles"]
-        if m == a1["mint"] and a1["window_start_ts_ms"] <= t < a2["window_start_ts_ms"]
-    }
-    overlap = {
-        t
-        for (m, t) in reference["candles"]
-        if m == a1["mint"] and a2["window_start_ts_ms"] <= t < a1["window_end_ts_ms"]
-    }
+    mint_ts = [c["ts_ms"] for c in reference["candles"] if c["mint"] == a1["mint"]]
+    only_a1 = {t for t in mint_ts if a1["window_start_ts_ms"] <= t < a2["window_start_ts_ms"]}
+    overlap = {t for t in mint_ts if a2["window_start_ts_ms"] <= t < a1["window_end_ts_ms"]}
     assert only_a1 and overlap
     assert not ts & only_a1
     assert overlap <= ts
@@ -637,11 +467,11 @@ def test_scan_windows_offsets(golden, reference):
     for c in reference["coverage"]:
         if not c["kept"]:
             continue
-        for mint, ts in reference["candles"]:
+        for mint, ts in ((x["mint"], x["ts_ms"]) for x in reference["candles"]):
             if mint == c["mint"] and c["window_start_ts_ms"] <= ts < c["window_end_ts_ms"]:
                 k = (ts - c["anchor_ts_ms"]) // 60_000
                 assert (ts - c["anchor_ts_ms"]) % 60_000 == 0
-                want.append((c["alert_id"], EPOCH + dt.timedelta(milliseconds=ts), k))
+                want.append((c["alert_id"], ref.EPOCH + dt.timedelta(milliseconds=ts), k))
     assert got_rows == sorted(want)
     assert len(got_rows) == len(set((a, t) for a, t, _ in got_rows))
     # alerts with overlapping windows both see the shared candles
@@ -660,9 +490,7 @@ def test_scan_windows_only_kept_alerts(tmp_path, reference):
     )
     assert res.exit_code == 0, res.stderr
     got = scan_windows(tmp_path / "lake/runs/run_id=sw").collect()
-    cov = ref_coverage(
-        reference["candles"], reference["alerts"], 60, PRE, POST, strict=True, min_pre=9, target=27
-    )
+    cov = strict_coverage(reference, 9, 27)
     kept = {c["alert_id"] for c in cov if c["kept"]}
     assert set(got["alert_id"].to_list()) == kept
     counts = got.group_by("alert_id").len()
@@ -771,3 +599,22 @@ def test_interval_in_seconds_is_normalized(tmp_path):
     assert m["outputs"]["slices"]["rows"] == len(
         {(c["mint"], c["anchor_ts_ms"]) for c in cov if c["available_total"]}
     )
+
+
+def test_status_counts_slots_end_to_end(tmp_path):
+    """One empty slot and a second (off-grid) candle in another: as many candles as slots, yet
+    ``partial`` (SPEC §4 counts slots), through the command and against the reference."""
+    t0 = 1_704_067_200
+    rows = [quantbot_row("m", t0 + 60 * i, px=float(i)) for i in range(10) if i != 4]
+    rows.append(quantbot_row("m", t0 + 60 * 6 + 30, px=99.0))
+    src = tmp_path / "candles.parquet"
+    pl.DataFrame(rows).with_columns(timestamp=pl.from_epoch("timestamp")).write_parquet(src)
+    alerts = tmp_path / "alerts.csv"
+    alerts.write_text(f"alert_id,mint,ts_ms\nx,m,{(t0 + 5 * 60) * 1000}\n")
+    res = cli(export_args(tmp_path, "slots", window="pre5_post4", alerts=alerts, source=src))
+    assert res.exit_code == 0, res.stderr
+    got = pq.read_table(tmp_path / "lake/runs/run_id=slots/outputs/coverage.parquet").to_pylist()
+    candles = ref.quantbot_candles(rows, label="parquet:candles.parquet")
+    want = ref.coverage_rows(candles, ref.alerts_csv(alerts), 60, 5, 4)
+    assert got == want
+    assert (want[0]["available_total"], want[0]["expected_total"], want[0]["status"]) == (10, 10, "partial")

@@ -9,22 +9,18 @@ source kinds themselves are covered by test_sources_agree.py.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
 import pytest
 from chserver import free_port
+from support.cli import export_args, one_json_object, run_chains
+from support.data import ALERTS_CSV, CANDLES_PQ
 
 import lakeslice
 
-LAKESLICE = str(Path(sys.executable).with_name("lakeslice"))
-REPO = Path(__file__).resolve().parent.parent
-ALERTS = REPO / "fixtures" / "alerts.csv"
-CANDLES = REPO / "fixtures" / "candles.parquet"
-SOURCE = f"parquet://{CANDLES}"
+ALERTS = ALERTS_CSV
+SOURCE = f"parquet://{CANDLES_PQ}"
 
 
 @pytest.fixture(scope="module")
@@ -41,46 +37,8 @@ def config_validator():
     return jsonschema.Draft202012Validator(schema)
 
 
-def cli(*args, cwd, input=None):  # noqa: A002
-    env = {k: v for k, v in os.environ.items() if k != "LAKESLICE_SOURCE"}
-    env["SOURCE_DATE_EPOCH"] = "1700000000"
-    return subprocess.run(
-        [LAKESLICE, *map(str, args)],
-        capture_output=True,
-        text=True,
-        input=input,
-        cwd=cwd,
-        env=env,
-        timeout=120,
-    )
-
-
-def one_json_object(stdout: str) -> dict:
-    """stdout is exactly one JSON object (one line, newline-terminated) and nothing else."""
-    assert stdout.endswith("\n") and stdout.count("\n") == 1, repr(stdout[:500])
-    obj, end = json.JSONDecoder().raw_decode(stdout)
-    assert stdout[end:] == "\n", repr(stdout[end:])
-    assert isinstance(obj, dict)
-    return obj
-
-
 def base_args(data_root, run_id, *extra):
-    return [
-        "export",
-        "--alerts",
-        ALERTS,
-        "--interval",
-        "1m",
-        "--window",
-        "pre5_post10",
-        "--source",
-        SOURCE,
-        "--data-root",
-        data_root,
-        "--run-id",
-        run_id,
-        *extra,
-    ]
+    return export_args(data_root, run_id, window="pre5_post10", extra=extra)
 
 
 def config(root, **overrides):
@@ -189,15 +147,8 @@ def jobs(base: Path) -> list[list[tuple[str, list, str | None]]]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """All CLI calls, run concurrently once (chains in order): name -> CompletedProcess."""
-    from concurrent.futures import ThreadPoolExecutor
-
     base = tmp_path_factory.mktemp("contract")
-
-    def run_chain(chain):
-        return [(name, cli(*args, cwd=base, input=stdin)) for name, args, stdin in chain]
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        done = dict(item for chain in pool.map(run_chain, jobs(base)) for item in chain)
+    done: dict = run_chains(jobs(base), cwd=base)
     done["_base"] = base
     return done
 

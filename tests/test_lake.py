@@ -14,16 +14,11 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
-from test_export import (
-    ALERTS_CSV,
-    CANDLES_PQ,
-    EPOCH,
-    all_run_rows,
-    cli,
-    export_args,
-    sha1_bucket,
-    slice_files,
-)
+from support import reference as ref
+from support.cli import export_args
+from support.cli import invoke as cli
+from support.data import ALERTS_CSV, CANDLES_PQ
+from support.runs import all_run_rows, slice_files
 
 from lakeslice.spec import RunError
 
@@ -168,7 +163,7 @@ def test_scan_run_verify_flag_catches_tamper(copy):
 
 def _ms(value) -> int:
     if isinstance(value, dt.datetime):
-        return (value.astimezone(dt.timezone.utc) - EPOCH) // dt.timedelta(milliseconds=1)
+        return ref.epoch_ms(value)
     return int(value)
 
 
@@ -232,7 +227,7 @@ def test_readers_agree_on_rows_and_bucket(sealed):
             r["close"],
             r["volume"],
             r["source"],
-            sha1_bucket(r["mint"]),
+            ref.bucket(r["mint"]),
         )
         for r in all_run_rows(sealed)
     )
@@ -260,17 +255,17 @@ def test_stale_staging_of_a_dead_export_is_cleaned(tmp_path):
 
 
 def test_alerts_input_is_recorded(sealed):
+    """The sealed alerts input holds the CSV's alerts (normalized), and the seal names both inputs."""
     import pyarrow.parquet as pq
 
-    from lakeslice.lake.read import read_alerts_of
-
-    alerts = read_alerts_of(sealed).collect()
-    assert {"alert_id", "mint", "ts_ms"} <= set(alerts.columns)
-    assert alerts.height == 8
+    alerts = pq.read_table(sealed / "inputs/alerts.parquet").select(["alert_id", "mint", "ts_ms"])
+    assert sorted(alerts.to_pylist(), key=lambda a: a["alert_id"]) == sorted(
+        ref.alerts_csv(ALERTS_CSV), key=lambda a: a["alert_id"]
+    )
     m = json.loads((sealed / "manifest.json").read_text())
-    assert m["inputs"]["alerts"]["rows"] == pq.ParquetFile(sealed / "inputs/alerts.parquet").metadata.num_rows
-    assert ALERTS_CSV.name == m["inputs"]["alerts"].get("name", ALERTS_CSV.name)
-    assert CANDLES_PQ.name == m["inputs"]["source_snapshot"]["table"]
+    assert m["inputs"]["alerts"]["rows"] == alerts.num_rows == 8
+    assert m["inputs"]["alerts"]["name"] == ALERTS_CSV.name
+    assert m["inputs"]["source_snapshot"]["table"] == CANDLES_PQ.name
 
 
 def test_manifest_written_last(sealed):

@@ -15,66 +15,26 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 import pytest
-from chserver import ClickHouseServer, find_server_binary, free_port
+from chserver import free_port
 from conftest import load_candles
+from support.cli import export_args, popen_cli, run_cli
+from support.data import ALERTS_CSV, CANDLES_PQ, SOL
 
-REPO = Path(__file__).resolve().parent.parent
-FIXTURES = REPO / "fixtures"
-ALERTS_CSV = FIXTURES / "alerts.csv"
-CANDLES_PQ = FIXTURES / "candles.parquet"
-LAKESLICE = Path(sys.executable).parent / "lakeslice"
+from lakeslice.sources.base import quantbot_ddl
+
 PASSWORD = "s3cret-pw"  # the fixture server's password of user ``lake``
 DB = "reliab"
-SOL = "So11111111111111111111111111111111111111112"
 WINDOW = "pre5_post10"
 
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The caller's environment without lakeslice/ClickHouse settings that could leak in."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("LAKESLICE_") and k not in ("CLICKHOUSE_PASSWORD", "SOURCE_DATE_EPOCH")
-    }
-    env["SOURCE_DATE_EPOCH"] = "1704067200"
-    env.update(extra)
-    return env
-
-
-def run_cli(args: list[str], *, env: dict | None = None, cwd: Path | None = None, timeout: float = 120):
-    return subprocess.run(
-        [str(LAKESLICE), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env or clean_env(),
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        timeout=timeout,
-    )
-
-
-def popen_cli(args: list[str], *, env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        [str(LAKESLICE), *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=env or clean_env(),
-        cwd=cwd,
-        start_new_session=True,  # its own process group: a SIGKILL hits exactly this export
-    )
 
 
 def stderr_lines(text: str) -> list[str]:
@@ -110,25 +70,6 @@ def run_dir(data_root: Path, run_id: str) -> Path:
 
 def manifest_of(run: Path) -> dict:
     return json.loads((run / "manifest.json").read_text("utf-8"))
-
-
-def export_args(alerts, source, data_root, run_id="r1", *extra) -> list[str]:
-    return [
-        "export",
-        "--alerts",
-        alerts,
-        "--interval",
-        "1m",
-        "--window",
-        WINDOW,
-        "--source",
-        source,
-        "--data-root",
-        data_root,
-        "--run-id",
-        run_id,
-        *extra,
-    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -337,7 +278,7 @@ BAD_INPUT = [
 def test_bad_input_one_line_no_seal(tmp_path, request, build, status, needles):
     ctx = Ctx(tmp_path, request)
     argv = build(ctx)
-    proc = run_cli(argv, cwd=tmp_path)
+    proc = run_cli(*argv, cwd=tmp_path)
     assert_one_line_failure(proc, status, *needles(ctx))
     assert proc.stderr.startswith("lakeslice: error: ")
     assert manifests_under(tmp_path) == []
@@ -395,7 +336,7 @@ def test_password_never_leaks_from_the_cli(ch, tmp_path, url, env, table, status
     data = tmp_path / "data"
     argv = [
         "-v",
-        *export_args(ALERTS_CSV, url(ch), data, "sec"),
+        *export_args(data, "sec", window=WINDOW, source=url(ch)),
         "--table",
         table,
         "--compression",
@@ -403,7 +344,7 @@ def test_password_never_leaks_from_the_cli(ch, tmp_path, url, env, table, status
         "--format",
         fmt,
     ]
-    proc = run_cli(argv, env=clean_env(**env), cwd=tmp_path)
+    proc = run_cli(*argv, env=env, cwd=tmp_path)
     assert proc.returncode == status, proc.stderr
     _secret_free(proc.stdout, "stdout")
     _secret_free(proc.stderr, "stderr")
@@ -420,7 +361,7 @@ def test_password_never_leaks_from_the_cli(ch, tmp_path, url, env, table, status
         _secret_free((run / "manifest.json").read_text(), "the manifest")
         assert "lake:" not in (run / "manifest.json").read_text()  # no user:password pair either
         assert _secret_free_tree(data) > 3
-        verify = run_cli(["verify", run])
+        verify = run_cli(*["verify", run])
         assert verify.returncode == 0, verify.stderr
     else:
         assert manifests_under(tmp_path) == []
@@ -492,36 +433,25 @@ def big(tmp_path_factory):
 
 
 def big_args(big, data_root, run_id, alerts="a", *extra):
-    return [
-        "export",
-        "--alerts",
-        big["alerts"][alerts],
-        "--interval",
-        "1m",
-        "--window",
-        BIG_WINDOW,
-        "--source",
-        big["source"],
-        "--data-root",
+    return export_args(
         data_root,
-        "--run-id",
         run_id,
-        "--target-file-mb",
-        "0.05",
-        "--format",
-        "json",
-        *extra,
-    ]
+        window=BIG_WINDOW,
+        alerts=big["alerts"][alerts],
+        source=big["source"],
+        extra=["--target-file-mb", "0.05", "--format", "json", *extra],
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # 3. SIGKILL at random moments
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_then_rerun_is_identical(big, tmp_path):
     ref_root = tmp_path / "ref"
     started = time.monotonic()
-    ref = run_cli(big_args(big, ref_root, "crash"))
+    ref = run_cli(*big_args(big, ref_root, "crash"))
     duration = time.monotonic() - started
     assert ref.returncode == 0, ref.stderr
     ref_manifest = json.loads(ref.stdout)["manifest"]
@@ -533,13 +463,13 @@ def test_sigkill_at_random_moments_then_rerun_is_identical(big, tmp_path):
     delays = sorted(rng.uniform(0.3, duration) for _ in range(5))
     outcomes = []
     for delay in delays:
-        proc = popen_cli(big_args(big, data, "crash", "a", "--overwrite"))
+        proc = popen_cli(*big_args(big, data, "crash", "a", "--overwrite"))
         time.sleep(delay)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=60)
         outcomes.append((round(delay, 2), proc.returncode))
-        verify = run_cli(["verify", run])
+        verify = run_cli(*["verify", run])
         seen = (
             f"kills so far {outcomes}; verify exit {verify.returncode}: {verify.stdout!r} {verify.stderr!r}"
         )
@@ -556,10 +486,10 @@ def test_sigkill_at_random_moments_then_rerun_is_identical(big, tmp_path):
         assert [p for p in manifests_under(data) if p.parent != run and staging not in p.parents] == []
     assert any(rc == -signal.SIGKILL for _, rc in outcomes), outcomes
 
-    final = run_cli(big_args(big, data, "crash", "a", "--overwrite"))
+    final = run_cli(*big_args(big, data, "crash", "a", "--overwrite"))
     assert final.returncode == 0, (outcomes, final.stderr)
     assert json.loads(final.stdout)["manifest"]["content_sha256"] == ref_manifest["content_sha256"]
-    verify = run_cli(["verify", run])
+    verify = run_cli(*["verify", run])
     assert verify.returncode == 0, verify.stdout + verify.stderr
     # the killed runs' staging directories are gone, and nothing temporary is left in the run
     assert sorted(p.name for p in (data / "lake" / ".staging").iterdir()) == [], outcomes
@@ -569,11 +499,12 @@ def test_sigkill_at_random_moments_then_rerun_is_identical(big, tmp_path):
         assert hashlib.sha256((run / entry["path"]).read_bytes()).hexdigest() == entry["sha256"]
 
 
+@pytest.mark.slow
 def test_staging_left_by_a_killed_run_is_cleaned_by_the_next(big, tmp_path):
     """Kill while files are being staged (deterministically: wait until staging holds parts)."""
     data = tmp_path / "data"
     staging = data / "lake" / ".staging"
-    proc = popen_cli(big_args(big, data, "stale"))
+    proc = popen_cli(*big_args(big, data, "stale"))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         if staging.is_dir() and any(staging.rglob("part-*.parquet")):
@@ -584,12 +515,12 @@ def test_staging_left_by_a_killed_run_is_cleaned_by_the_next(big, tmp_path):
     proc.communicate(timeout=60)
     leftovers = sorted(p.name for p in staging.iterdir())
     assert leftovers, "a killed export leaves its staging directory behind"
-    verify = run_cli(["verify", run_dir(data, "stale")])
+    verify = run_cli(*["verify", run_dir(data, "stale")])
     assert_one_line_failure(verify, 1, "no such run")
-    again = run_cli(big_args(big, data, "stale"))  # no --overwrite needed: nothing was sealed
+    again = run_cli(*big_args(big, data, "stale"))  # no --overwrite needed: nothing was sealed
     assert again.returncode == 0, again.stderr
     assert sorted(p.name for p in staging.iterdir()) == []
-    assert run_cli(["verify", run_dir(data, "stale")]).returncode == 0
+    assert run_cli(*["verify", run_dir(data, "stale")]).returncode == 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -598,21 +529,6 @@ def test_staging_left_by_a_killed_run_is_cleaned_by_the_next(big, tmp_path):
 
 DYING_MINTS, DYING_ROWS = 50, 2_000_000
 T0 = 1_704_067_200
-
-
-@pytest.fixture
-def dedicated_server():
-    """A server of this test's own: it gets killed. (An external server cannot be.)"""
-    if os.environ.get("LAKESLICE_TEST_CLICKHOUSE_URL") and find_server_binary() is None:
-        pytest.skip("LAKESLICE_TEST_CLICKHOUSE_URL is set and no local clickhouse-server to kill")
-    if find_server_binary() is None:
-        pytest.fail("clickhouse-server is not installed: run `make clickhouse`", pytrace=False)
-    server = ClickHouseServer()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.cleanup()
 
 
 def _active_queries(server) -> int:
@@ -626,15 +542,12 @@ def _active_queries(server) -> int:
         client.disconnect()
 
 
+@pytest.mark.slow
 def test_server_dies_mid_export_then_rerun_succeeds(dedicated_server, tmp_path):
     server = dedicated_server
     client = server.client(send_receive_timeout=300)
     try:
-        client.execute(
-            "CREATE TABLE default.big (token_address String, chain String, timestamp DateTime,"
-            " interval_seconds UInt32, open Float64, high Float64, low Float64, close Float64,"
-            " volume Float64) ENGINE = MergeTree() ORDER BY (token_address, interval_seconds, timestamp)"
-        )
+        client.execute(quantbot_ddl("default.big"))
         # generated server-side: 50 mints x 40 000 one-minute candles (18.16 has system.numbers)
         client.execute(
             "INSERT INTO default.big SELECT"
@@ -653,25 +566,11 @@ def test_server_dies_mid_export_then_rerun_succeeds(dedicated_server, tmp_path):
     alerts.write_text("mint,ts_ms\n" + "".join(f"mint{i},{mid_ms}\n" for i in range(DYING_MINTS)))
     data = tmp_path / "data"
     url = server.url("default")
-    argv = [
-        "export",
-        "--alerts",
-        alerts,
-        "--interval",
-        "1m",
-        "--window",
-        "pre10000_post10000",
-        "--source",
-        url,
-        "--table",
-        "big",
-        "--data-root",
-        data,
-        "--run-id",
-        "dying",
-    ]
+    argv = export_args(
+        data, "dying", window="pre10000_post10000", alerts=alerts, source=url, extra=["--table", "big"]
+    )
 
-    proc = popen_cli(argv)
+    proc = popen_cli(*argv)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         if _active_queries(server):
@@ -687,11 +586,11 @@ def test_server_dies_mid_export_then_rerun_succeeds(dedicated_server, tmp_path):
     assert last.startswith("lakeslice: error: ") and f"127.0.0.1:{server.port}" in last and "big" in last, err
 
     server.start()
-    again = run_cli([*argv, "--format", "json"])
+    again = run_cli(*[*argv, "--format", "json"])
     assert again.returncode == 0, again.stderr
     result = json.loads(again.stdout)
     assert result["total_rows"] == DYING_MINTS * 20001
-    verify = run_cli(["verify", run_dir(data, "dying")])
+    verify = run_cli(*["verify", run_dir(data, "dying")])
     assert verify.returncode == 0, verify.stdout + verify.stderr
     # last, so that the checks above run even while this one is a known failure
     assert_one_line_failure(died, 1, f"127.0.0.1:{server.port}", "big")
@@ -703,7 +602,7 @@ def test_server_dies_mid_export_then_rerun_succeeds(dedicated_server, tmp_path):
 
 def test_two_exports_of_one_run_id_one_wins(big, tmp_path):
     data = tmp_path / "data"
-    procs = {name: popen_cli(big_args(big, data, "race", name)) for name in ("a", "b")}
+    procs = {name: popen_cli(*big_args(big, data, "race", name)) for name in ("a", "b")}
     done = {name: p.communicate(timeout=300) for name, p in procs.items()}
     codes = {name: procs[name].returncode for name in procs}
     winners = [n for n, c in codes.items() if c == 0]
@@ -717,7 +616,7 @@ def test_two_exports_of_one_run_id_one_wins(big, tmp_path):
     assert json.loads(done[loser][0]) == {"error": json.loads(done[loser][0])["error"]}
 
     run = run_dir(data, "race")
-    verify = run_cli(["verify", run])
+    verify = run_cli(*["verify", run])
     assert verify.returncode == 0, verify.stdout + verify.stderr
     won = json.loads(done[winner][0])["manifest"]
     assert manifest_of(run) == won  # the winner's seal, over the winner's files (verified)
@@ -741,12 +640,12 @@ def test_disk_full_is_one_line_and_nothing_sealed(big, tmp_path, request):
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
     request.addfinalizer(lambda: subprocess.run(["umount", "-l", str(full)]))
-    proc = run_cli(big_args(big, full, "full", "a", "--compression", "none"))
+    proc = run_cli(*big_args(big, full, "full", "a", "--compression", "none"))
     line = assert_one_line_failure(proc, 1, "No space left on device")
     assert str(full) in line
     assert json.loads(proc.stdout)["error"]["code"] != "internal_error", proc.stdout
     assert manifests_under(full) == []
     # the failed export cleaned up after itself: the next export has the space again
     assert sorted(p.name for p in (full / "lake" / ".staging").iterdir()) == []
-    small = run_cli(export_args(ALERTS_CSV, f"parquet://{CANDLES_PQ}", full, "small"))
+    small = run_cli(*export_args(full, "small", window=WINDOW))
     assert small.returncode == 0, small.stderr

@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 from lakeslice.alerts import normalize_alerts, read_alerts
 from lakeslice.spec import InputError
 
+pytestmark = pytest.mark.slow
+
 FUZZ = settings(
     max_examples=150,
     deadline=None,
@@ -47,11 +49,13 @@ def check(call) -> pl.DataFrame | None:
     return out
 
 
-def write(data: bytes, suffix: str = ".csv") -> Path:
-    # hypothesis reuses the function's tmp_path across examples: one fresh dir per example
-    path = Path(tempfile.mkdtemp(prefix="lakeslice-fuzz-")) / f"alerts{suffix}"
-    path.write_bytes(data)
-    return path
+def read_written(data: bytes, suffix: str = ".csv") -> pl.DataFrame:
+    """``read_alerts`` of ``data`` in a file of its own, removed afterwards (hypothesis reuses a
+    function's tmp_path across examples, so each example gets its own directory)."""
+    with tempfile.TemporaryDirectory(prefix="lakeslice-fuzz-") as tmp:
+        path = Path(tmp) / f"alerts{suffix}"
+        path.write_bytes(data)
+        return read_alerts(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -61,13 +65,13 @@ def write(data: bytes, suffix: str = ".csv") -> Path:
 @FUZZ
 @given(st.binary(max_size=400))
 def test_csv_random_bytes(data):
-    check(lambda: read_alerts(write(data)))
+    check(lambda: read_written(data))
 
 
 @FUZZ
 @given(st.binary(max_size=400))
 def test_parquet_random_bytes(data):
-    check(lambda: read_alerts(write(b"PAR1" + data + b"PAR1", ".parquet")))
+    check(lambda: read_written(b"PAR1" + data + b"PAR1", ".parquet"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -107,7 +111,7 @@ def csv_files(draw) -> bytes:
 @FUZZ
 @given(csv_files())
 def test_csv_structured(data):
-    check(lambda: read_alerts(write(data)))
+    check(lambda: read_written(data))
 
 
 @FUZZ
@@ -118,10 +122,10 @@ def test_good_csv_always_normalizes(rows):
     """Valid alerts (distinct mint|ts) are never refused, and the ids do not depend on order."""
     rows = list(dict.fromkeys(rows))
     text = "mint,ts_ms\n" + "".join(f"{m},{t}\n" for m, t in rows)
-    out = check(lambda: read_alerts(write(text.encode())))
+    out = check(lambda: read_written(text.encode()))
     assert out is not None and out.height == len(rows)
     back = check(
-        lambda: read_alerts(write(("mint,ts_ms\n" + "".join(f"{m},{t}\n" for m, t in rows[::-1])).encode()))
+        lambda: read_written(("mint,ts_ms\n" + "".join(f"{m},{t}\n" for m, t in rows[::-1])).encode())
     )
     assert back.equals(out)
 
@@ -234,9 +238,9 @@ def test_normalize_alerts_any_frame(frame):
 @settings(FUZZ, max_examples=60)
 @given(frame=frames())
 def test_read_alerts_any_parquet(frame, suffix):
-    path = write(b"", suffix)
+    buffer = io.BytesIO()
     try:
-        frame.write_parquet(path)
+        frame.write_parquet(buffer)
     except Exception:  # a frame Polars itself cannot write is not the reader's problem
         return
-    check(lambda: read_alerts(path))
+    check(lambda: read_written(buffer.getvalue(), suffix))

@@ -157,6 +157,10 @@ def test_unsupported_scheme_is_refused(tmp_path):
         assert "unsupported scheme" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
         assert json.loads(proc.stdout)["error"]["code"]
     assert list(tmp_path.iterdir()) == []  # no local directory named 'gs:' or 'file:'
+    args = export_args("s3://b/p", "x")
+    del args[args.index("--source") : args.index("--source") + 2]
+    proc = run(*args, cwd=tmp_path)
+    assert proc.returncode == 2 and "--source" in proc.stderr, proc.stderr
     with pytest.raises(InputError):
         open_store("s3://")
 
@@ -233,6 +237,7 @@ def _race(leases, fn) -> int:
     return len(wins)
 
 
+@pytest.mark.slow
 def test_two_exporters_race_for_one_run_id(bucket, tmp_path):
     """10 races of two CLI exports: exactly one seals, the other is refused with one line."""
     root = f"s3://{bucket}/race"
@@ -255,6 +260,7 @@ def test_two_exporters_race_for_one_run_id(bucket, tmp_path):
         assert run("verify", f"{root}/lake/runs/run_id=r{race}").returncode == 0
 
 
+@pytest.mark.slow
 def test_kill_9_mid_export_then_rerun(bucket, tmp_path):
     """A SIGKILLed export leaves no run a reader takes; the rerun seals the same content."""
     import lakeslice as ls

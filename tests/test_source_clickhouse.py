@@ -9,13 +9,14 @@ import pyarrow as pa
 import pytest
 from chserver import ClickHouseServer
 from conftest import load_candles
+from support import reference as ref
+from support.data import HOSTILE, quantbot_row
 
-from lakeslice.sources.base import CANDLE_SCHEMA, CandleRequest
+from lakeslice.sources.base import CANDLE_SCHEMA, CandleRequest, quantbot_ddl
 from lakeslice.sources.clickhouse import ClickHouseSource, SourceConnectionError, parse_url
 from lakeslice.spec import InputError, RunError
 
 PASSWORD = "s3cret-pw"
-HOSTILE = "O'Brien\\'); DROP TABLE ohlcv_candles; --"
 MINTS = [
     "So11111111111111111111111111111111111111112",
     HOSTILE,
@@ -37,25 +38,12 @@ def make_rows(n_minutes: int = 240) -> list[dict]:
                 if interval == 300 and i % 5:
                     continue
                 px = 1.0 + m + i / 1000 + (0.5 if chain == "ethereum" else 0) + interval / 1e6
-                rows.append(_row(mint, chain, T0 + 60 * i, interval, px, ver=1))
+                rows.append(
+                    quantbot_row(mint, T0 + 60 * i, chain=chain, interval=interval, px=px, vol=px * 10, ver=1)
+                )
             if i % 7 == 0:  # a re-ingested duplicate with another version and other values
-                rows.append(_row(mint, "solana", T0 + 60 * i, 60, 100.0 + m + i, ver=2))
+                rows.append(quantbot_row(mint, T0 + 60 * i, px=100.0 + m + i, vol=1000.0 + m + i, ver=2))
     return rows
-
-
-def _row(mint, chain, ts, interval, px, *, ver):
-    return {
-        "token_address": mint,
-        "chain": chain,
-        "timestamp": ts,
-        "interval_seconds": interval,
-        "open": px,
-        "high": px * 1.01,
-        "low": px * 0.99,
-        "close": px + 0.001,
-        "volume": px * 10,
-        "ver": ver,
-    }
 
 
 def make_ranges() -> pl.DataFrame:
@@ -77,13 +65,10 @@ def reference(rows, ranges: pl.DataFrame, chain="solana", interval=60, with_ver=
     spans: dict[str, list[tuple[int, int]]] = {}
     for mint, lo, hi in ranges.iter_rows():
         spans.setdefault(mint, []).append((lo, hi))
-    want = Counter()
-    for r in rows:
-        ts_ms = r["timestamp"] * 1000
-        if r["chain"] != chain or r["interval_seconds"] != interval:
-            continue
-        if any(lo <= ts_ms < hi for lo, hi in spans.get(r["token_address"], ())):
-            want[_key(r["token_address"], ts_ms, r, r["ver"] if with_ver else 0)] += 1
+    want: Counter = Counter()
+    for c in ref.quantbot_candles(rows, chain=chain, interval_s=interval):
+        if any(lo <= c["ts_ms"] < hi for lo, hi in spans.get(c["mint"], ())):
+            want[_key(c["mint"], c["ts_ms"], c, c["ver"] if with_ver else 0)] += 1
     return want
 
 
@@ -189,7 +174,7 @@ def test_corpus_mode_all_mints_between_bounds(candles, rows):
 def test_many_blocks_stream(clickhouse_server):
     n_mints, per = 50, 3000
     big = [
-        _row(f"m{m:03d}", "solana", T0 + 60 * i, 60, float(i), ver=0)
+        quantbot_row(f"m{m:03d}", T0 + 60 * i, px=float(i), vol=float(i) * 10, ver=0)
         for m in range(n_mints)
         for i in range(per)
     ]
@@ -303,18 +288,15 @@ def test_unreachable_port_is_a_connection_error():
     assert f"127.0.0.1:{port}" in msg and "lake.ohlcv_candles" in msg and PASSWORD not in msg
 
 
+@pytest.mark.clickhouse
+@pytest.mark.slow
 def test_server_dies_mid_stream_then_recovers(tmp_path):
     """A killed server mid-stream is a SourceConnectionError; after restart the source works."""
     with ClickHouseServer(tmp_path / "ch") as server:
         n_mints, per = 40, 20_000
         client = server.client()
         client.execute("CREATE DATABASE lake")
-        client.execute(
-            "CREATE TABLE lake.ohlcv_candles (token_address String, chain String,"
-            " timestamp DateTime, interval_seconds UInt32, open Float64, high Float64,"
-            " low Float64, close Float64, volume Float64)"
-            " ENGINE = MergeTree() ORDER BY (token_address, interval_seconds, timestamp)"
-        )
+        client.execute(quantbot_ddl("lake.ohlcv_candles"))
         # Bulk rows generated server-side from fixed text (no user values involved).
         client.execute(
             "INSERT INTO lake.ohlcv_candles SELECT concat('m', toString(number % 40)), 'solana',"

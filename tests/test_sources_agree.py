@@ -12,9 +12,7 @@ close, high, low, open. Nothing here calls lakeslice.transforms.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import random
 import subprocess
 import sys
@@ -25,15 +23,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import load_candles
+from support import reference as ref
+from support.cli import run_chains, run_cli
+from support.data import COVERAGE_COLUMNS, HOSTILE, OHLCV, SLICE_COLUMNS, quantbot_row
 
 from lakeslice import verify_dir
 
-LAKESLICE = str(Path(sys.executable).with_name("lakeslice"))
-EPOCH = "1700000000"  # SOURCE_DATE_EPOCH: byte-reproducible manifests
-
 T0 = 1_704_067_200  # 2024-01-01T00:00:00Z, epoch seconds
 MIN_MS = 60_000
-HOSTILE = "O'Brien\\'); DROP TABLE ohlcv_candles; --"
 TAB = "tab\tmint\t2"
 UNI = "Ünïcødé-мята-🚀-ミント"
 PLAIN = [f"Mint{i}{'x' * 30}{i * 7919}" for i in range(6)]
@@ -42,44 +39,10 @@ MINUTES = 180
 PRE, POST = 10, 20
 WINDOW = f"pre{PRE}_post{POST}"
 DB = "agree"
-OHLCV = ("open", "high", "low", "close", "volume")
-SLICE_COLUMNS = ["mint", "ts", "interval_s", "open", "high", "low", "close", "volume", "source"]
-COVERAGE_COLUMNS = [
-    "alert_id",
-    "mint",
-    "alert_ts_ms",
-    "anchor_ts_ms",
-    "window_start_ts_ms",
-    "window_end_ts_ms",
-    "expected_total",
-    "available_pre",
-    "available_post",
-    "available_total",
-    "missing",
-    "first_ts_ms",
-    "last_ts_ms",
-    "status",
-    "kept",
-]
 
 
 # ------------------------------------------------------------------------------------------
 # Data, in plain Python
-
-
-def _row(mint, ts, *, chain="solana", interval=60, px=1.0, vol=10.0, ver=1):
-    return {
-        "token_address": mint,
-        "chain": chain,
-        "timestamp": ts,
-        "interval_seconds": interval,
-        "open": px,
-        "high": px + 0.5,
-        "low": px - 0.25,
-        "close": px + 0.125,
-        "volume": vol,
-        "ver": ver,
-    }
 
 
 def make_rows() -> list[dict]:
@@ -88,24 +51,30 @@ def make_rows() -> list[dict]:
     rows = []
     for m, mint in enumerate(MINTS):
         for i in range(MINUTES):
-            if rng.random() < 0.1:
-                continue  # a gap
+            gap = rng.random() < 0.1
+            if m == 3 and i == 70:
+                # Slot 70 empty, slot 65 holds a second candle off the minute: a09's window has
+                # as many candles as slots, yet is partial (SPEC §4 counts slots, not candles).
+                rows.append(quantbot_row(mint, T0 + 60 * 65 + 30, px=50.0, vol=5.0))
+                continue
+            if gap and m != 3:
+                continue
             ts = T0 + 60 * i
             px = round(1 + m + rng.random(), 6)
             vol = round(rng.uniform(1, 1000), 3)
-            rows.append(_row(mint, ts, px=px, vol=vol))
+            rows.append(quantbot_row(mint, ts, px=px, vol=vol))
             r = rng.random()
             if r < 0.10:  # re-ingested with more volume: wins on volume (same ver)
-                rows.append(_row(mint, ts, px=px + 3, vol=vol + 5))
+                rows.append(quantbot_row(mint, ts, px=px + 3, vol=vol + 5))
             elif r < 0.16:  # newer version with LESS volume: wins on ver
-                rows.append(_row(mint, ts, px=px + 7, vol=vol / 2, ver=2))
+                rows.append(quantbot_row(mint, ts, px=px + 7, vol=vol / 2, ver=2))
             elif r < 0.22:  # exact duplicate
-                rows.append(_row(mint, ts, px=px, vol=vol))
+                rows.append(quantbot_row(mint, ts, px=px, vol=vol))
             elif r < 0.26:  # an older version with more volume: loses
-                rows.append(_row(mint, ts, px=px + 11, vol=vol * 3, ver=0))
+                rows.append(quantbot_row(mint, ts, px=px + 11, vol=vol * 3, ver=0))
             if i % 9 == 0:  # other chain / other interval at the same key, huge volume
-                rows.append(_row(mint, ts, chain="ethereum", px=999.0, vol=1e9, ver=9))
-                rows.append(_row(mint, ts, interval=300, px=888.0, vol=1e9, ver=9))
+                rows.append(quantbot_row(mint, ts, chain="ethereum", px=999.0, vol=1e9, ver=9))
+                rows.append(quantbot_row(mint, ts, interval=300, px=888.0, vol=1e9, ver=9))
     return rows
 
 
@@ -128,103 +97,30 @@ def make_alerts() -> list[dict]:
     ]
 
 
-def wanted(rows, *, chain="solana", interval=60):
-    return [r for r in rows if r["chain"] == chain and r["interval_seconds"] == interval]
-
-
-def windows(alerts, interval_s=60, pre=PRE, post=POST):
-    w = interval_s * 1000
-    out = {}
-    for a in alerts:
-        anchor = (a["ts_ms"] // w) * w  # epoch ms here are all positive
-        out[a["alert_id"]] = (a["mint"], anchor, anchor - pre * w, anchor + (post + 1) * w)
-    return out
-
-
-def dedupe(rows) -> dict[tuple[str, int], dict]:
-    """(mint, ts_ms) -> the row kept by the documented rule."""
-    best: dict[tuple[str, int], dict] = {}
-    rank = lambda r: (r["ver"], r["volume"], r["close"], r["high"], r["low"], r["open"])  # noqa: E731
-    for r in rows:
-        key = (r["token_address"], r["timestamp"] * 1000)
-        if key not in best or rank(r) > rank(best[key]):
-            best[key] = r
-    return best
-
-
-def expected_coverage(rows, alerts, *, strict=False, min_pre=52, target_total=5000):
-    cand = dedupe(wanted(rows))
-    out = []
-    for aid, (mint, anchor, start, end) in sorted(windows(alerts).items()):
-        inside = sorted(t for (m, t) in cand if m == mint and start <= t < end)
-        pre = sum(t < anchor for t in inside)
-        total = len(inside)
-        expected = PRE + 1 + POST
-        status = "complete" if total == expected else "partial" if total else "insufficient"
-        a = next(x for x in alerts if x["alert_id"] == aid)
-        out.append(
-            {
-                "alert_id": aid,
-                "mint": mint,
-                "alert_ts_ms": a["ts_ms"],
-                "anchor_ts_ms": anchor,
-                "window_start_ts_ms": start,
-                "window_end_ts_ms": end,
-                "expected_total": expected,
-                "available_pre": pre,
-                "available_post": total - pre,
-                "available_total": total,
-                "missing": expected - total,
-                "first_ts_ms": inside[0] if inside else None,
-                "last_ts_ms": inside[-1] if inside else None,
-                "status": status,
-                "kept": (pre >= min_pre and total >= target_total) if strict else True,
-            }
-        )
-    return out
-
-
-def expected_slices(rows, alerts, *, keep=None):
-    """Sorted (mint, ts_ms, interval_s, o, h, l, c, v) of the union of (kept) windows."""
-    wins = [w for aid, w in windows(alerts).items() if keep is None or aid in keep]
-    out = []
-    for (mint, t), r in dedupe(wanted(rows)).items():
-        if any(m == mint and s <= t < e for m, _, s, e in wins):
-            out.append((mint, t, 60, *(r[c] for c in OHLCV)))
-    return sorted(out)
-
-
-def expected_fetched(rows, alerts):
-    """Raw in-window rows of the chain and interval, duplicates included (SPEC §3: exact fetch)."""
-    wins = list(windows(alerts).values())
-    return sum(
-        1
-        for r in wanted(rows)
-        if any(m == r["token_address"] and s <= r["timestamp"] * 1000 < e for m, _, s, e in wins)
+def expected_coverage(rows, alerts, *, strict=False, min_pre=52, target_total=5000) -> list[dict]:
+    """The reference's coverage rows (SPEC §4) of the solana 1m candles."""
+    candles = ref.quantbot_candles(rows)
+    return ref.coverage_rows(
+        candles, alerts, 60, PRE, POST, strict=strict, min_required_pre=min_pre, target_total=target_total
     )
 
 
-def bucket(mint: str) -> str:
-    return hashlib.sha1(mint.encode("utf-8")).hexdigest()[:2]
+def expected_slices(rows, alerts, *, keep=None) -> list[tuple]:
+    """Sorted (mint, ts_ms, interval_s, o, h, l, c, v) of the union of (kept) windows."""
+    kept = [a for a in alerts if keep is None or a["alert_id"] in keep]
+    got = ref.slice_rows(ref.quantbot_candles(rows), kept, 60, PRE, POST)
+    return [(c["mint"], c["ts_ms"], 60, *(c[k] for k in OHLCV)) for c in got]
+
+
+def expected_fetched(rows, alerts) -> int:
+    """Raw in-window rows of the chain and interval, duplicates included (SPEC §3: exact fetch)."""
+    wins = [(a["mint"], *ref.window(a["ts_ms"], 60, PRE, POST)[1:]) for a in alerts]
+    candles = ref.quantbot_candles(rows)
+    return sum(1 for c in candles if any(m == c["mint"] and s <= c["ts_ms"] < e for m, s, e in wins))
 
 
 # ------------------------------------------------------------------------------------------
 # CLI and reading runs
-
-
-def cli(*args, cwd, input=None, env=None):
-    full = {k: v for k, v in os.environ.items() if k != "LAKESLICE_SOURCE"}
-    full["SOURCE_DATE_EPOCH"] = EPOCH
-    full.update(env or {})
-    return subprocess.run(
-        [LAKESLICE, *map(str, args)],
-        capture_output=True,
-        text=True,
-        input=input,
-        cwd=cwd,
-        env=full,
-        timeout=120,
-    )
 
 
 def read_slices(run_dir: Path) -> tuple[list[tuple], set[str]]:
@@ -240,7 +136,7 @@ def read_slices(run_dir: Path) -> tuple[list[tuple], set[str]]:
         got = [tuple(r[:-1]) for r in frame.rows()]
         assert got == sorted(got), f"{f}: not sorted by (mint, ts)"
         b = f.parent.name.removeprefix("mint_bucket=")
-        assert {bucket(r[0]) for r in got} == {b}, f
+        assert {ref.bucket(r[0]) for r in got} == {b}, f
         rows += got
         sources |= set(frame["source"].to_list())
     return sorted(rows), sources
@@ -304,18 +200,6 @@ def write_candles_parquet(rows, path: Path) -> None:
 # Fixtures: load once; every export of the module runs once, concurrently
 
 
-def run_jobs(chains: list[list[tuple[str, list]]], cwd: Path) -> dict:
-    """Run CLI jobs; the jobs of one chain run in order (they share a chdb path: chdb 4.4 opens
-    a path in one process at a time), chains run side by side. name -> CompletedProcess."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    def run_chain(chain):
-        return [(name, cli(*args, cwd=cwd)) for name, args in chain]
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(item for done in pool.map(run_chain, chains) for item in done)
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, clickhouse_server):
     root = tmp_path_factory.mktemp("agree")
@@ -370,7 +254,7 @@ def world(tmp_path_factory, clickhouse_server):
             job("default", root=default_root),
         ],
     ]
-    procs = run_jobs(chains, root)
+    procs = run_chains(chains, cwd=root)
     return {
         "root": root,
         "rows": rows,
@@ -403,12 +287,14 @@ BASE = ["clickhouse", "chdb", "parquet"]
 def test_reference_data_is_interesting():
     """The fixture really has what the other tests rely on."""
     rows, alerts = make_rows(), make_alerts()
-    solana = wanted(rows)
+    solana = [r for r in rows if r["chain"] == "solana" and r["interval_seconds"] == 60]
     keys = [(r["token_address"], r["timestamp"]) for r in solana]
     assert len(keys) > len(set(keys))  # duplicates
     assert any(r["ver"] == 2 for r in solana) and any(r["ver"] == 0 for r in solana)
     cov = expected_coverage(rows, alerts)
     assert {c["status"] for c in cov} == {"complete", "partial", "insufficient"}
+    # a window as many candles as slots but not every slot filled: counting candles is wrong
+    assert any(c["available_total"] == c["expected_total"] and c["status"] == "partial" for c in cov)
     assert expected_fetched(rows, alerts) > len(expected_slices(rows, alerts))
 
 
@@ -450,7 +336,7 @@ def test_three_sources_agree_except_source_column(world):
 
 
 def test_cli_verify_exits_0(world):
-    proc = cli("verify", result(world, "clickhouse")["run_dir"], cwd=world["root"])
+    proc = run_cli("verify", result(world, "clickhouse")["run_dir"], cwd=world["root"])
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
 
 

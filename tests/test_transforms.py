@@ -1,25 +1,20 @@
-"""lakeslice.transforms against the brute-force reference (tests/reference.py) and pinned cases."""
+"""lakeslice.transforms against the brute-force reference (tests/support) and pinned cases."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
-import sys
 
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import reference as ref
+from support.data import COVERAGE_COLUMNS, OHLCV, SLICE_COLUMNS, candle
 
-sys.path.insert(0, os.path.dirname(__file__))
-import reference as ref  # noqa: E402
-
-from lakeslice.spec import InputError, parse_interval  # noqa: E402
-from lakeslice.transforms import (  # noqa: E402
-    COVERAGE_COLUMNS,
-    DEDUP_RULE,
-    SLICE_COLUMNS,
+from lakeslice.spec import InputError, parse_interval
+from lakeslice.transforms import (
+    bucket_table,
     coverage,
     floor_to_interval,
     merge_windows,
@@ -33,7 +28,6 @@ MINTS = [SOL, 'qu"ote', "it's", "tab\there", "émoji🚀", "日本", "a,b", "012
 INTERVALS = [1, 15, 60, 300, 3600, 86400]
 # aligned to every interval above (a multiple of 1d): realistic, zero and negative epochs
 BASES = [0, 1_704_067_200_000, -86_400_000 * 3]
-OHLCV = ["open", "high", "low", "close", "volume"]
 
 SETTINGS = settings(
     max_examples=40,
@@ -208,7 +202,6 @@ SLICE_DTYPES = {
 
 def check_slice_shape(out: pl.DataFrame) -> None:
     assert out.columns == [*SLICE_COLUMNS, "mint_bucket"]
-    assert SLICE_COLUMNS == ["mint", "ts", "interval_s", "open", "high", "low", "close", "volume", "source"]
     assert dict(out.schema) == SLICE_DTYPES
     keys = out.select("mint", "ts").rows()
     assert keys == sorted(keys), "rows not sorted by (mint, ts)"
@@ -295,23 +288,7 @@ COVERAGE_DTYPES = {
 
 
 def check_coverage_shape(out: pl.DataFrame, n_alerts: int) -> None:
-    assert out.columns == [
-        "alert_id",
-        "mint",
-        "alert_ts_ms",
-        "anchor_ts_ms",
-        "window_start_ts_ms",
-        "window_end_ts_ms",
-        "expected_total",
-        "available_pre",
-        "available_post",
-        "available_total",
-        "missing",
-        "first_ts_ms",
-        "last_ts_ms",
-        "status",
-        "kept",
-    ]
+    assert out.columns == COVERAGE_COLUMNS
     assert dict(out.schema) == COVERAGE_DTYPES
     assert out.height == n_alerts
     assert out["alert_id"].to_list() == sorted(out["alert_id"].to_list())
@@ -429,20 +406,7 @@ def test_window_pre52_post4948_at_1m():
     anchor = 1_704_067_200_000 + 17 * 60_000
     alert_ts = anchor + 42_123  # inside the anchor minute, off the boundary
     candles = slice_frame(
-        [
-            {
-                "mint": SOL,
-                "ts_ms": anchor + k * 60_000,
-                "ver": 0,
-                "open": 1.0,
-                "high": 1.0,
-                "low": 1.0,
-                "close": 1.0,
-                "volume": 1.0,
-                "source": "s",
-            }
-            for k in range(-60, 5000)
-        ],
+        [candle(SOL, anchor + k * 60_000) for k in range(-60, 5000)],
         60,
     )
     alerts = pl.DataFrame({"alert_id": ["a"], "mint": [SOL], "ts_ms": [alert_ts]})
@@ -476,20 +440,7 @@ def test_window_pre52_post4948_at_1m():
 
 def test_pre0_post0_is_the_anchor_candle_only():
     c = slice_frame(
-        [
-            {
-                "mint": "m",
-                "ts_ms": t,
-                "ver": 0,
-                "open": 1.0,
-                "high": 1.0,
-                "low": 1.0,
-                "close": 1.0,
-                "volume": float(t),
-                "source": "s",
-            }
-            for t in (-60_000, 0, 60_000)
-        ],
+        [candle("m", t, volume=float(t)) for t in (-60_000, 0, 60_000)],
         60,
     )
     a = pl.DataFrame({"alert_id": ["x", "y"], "mint": ["m", "m"], "ts_ms": [59_999, -1]})
@@ -512,19 +463,7 @@ def test_pre0_post0_is_the_anchor_candle_only():
 
 def test_coverage_insufficient_has_null_first_last():
     c = slice_frame(
-        [
-            {
-                "mint": "m",
-                "ts_ms": 0,
-                "ver": 0,
-                "open": 1.0,
-                "high": 1.0,
-                "low": 1.0,
-                "close": 1.0,
-                "volume": 1.0,
-                "source": "s",
-            }
-        ],
+        [candle("m", 0)],
         60,
     )
     a = pl.DataFrame({"alert_id": ["b", "a"], "mint": ["m", "other"], "ts_ms": [10 * 60_000, 0]})
@@ -547,19 +486,7 @@ def test_coverage_empty_candles():
 def test_alerts_without_ids_are_normalized():
     """Alerts given as mint + ts (ISO) get derived ids, as read_alerts would."""
     c = slice_frame(
-        [
-            {
-                "mint": "m",
-                "ts_ms": 60_000,
-                "ver": 0,
-                "open": 1.0,
-                "high": 1.0,
-                "low": 1.0,
-                "close": 1.0,
-                "volume": 1.0,
-                "source": "s",
-            }
-        ],
+        [candle("m", 60_000)],
         60,
     )
     a = pl.DataFrame({"token_address": ["m"], "ts": ["1970-01-01T00:01:30Z"]})
@@ -569,7 +496,6 @@ def test_alerts_without_ids_are_normalized():
 
 
 def test_dedup_rule_pinned():
-    assert "greatest ver" in DEDUP_RULE
     rows = [
         # same (mint, ts): ver wins over volume; then volume; then source label
         {"mint": "m", "ts_ms": 0, "ver": 1, "volume": 1.0, "source": "z"},
@@ -689,20 +615,7 @@ def test_merge_windows_pinned_touching_and_nested():
 
 def test_coverage_status_counts_slots_not_candles():
     """Two candles in one slot (off the interval grid) do not fill an empty slot (SPEC §4)."""
-    rows = [
-        {
-            "mint": "m",
-            "ts_ms": t,
-            "ver": 0,
-            "open": 1.0,
-            "high": 1.0,
-            "low": 1.0,
-            "close": 1.0,
-            "volume": 1.0,
-            "source": "s",
-        }
-        for t in (0, 30_000, 60_000)
-    ]
+    rows = [candle("m", t) for t in (0, 30_000, 60_000)]
     a = pl.DataFrame({"alert_id": ["a"], "mint": ["m"], "ts_ms": [0]})
     cov = coverage(slice_frame(rows, 60), a, interval="1m", window="pre0_post2").collect()
     # slots [0,60s) [60s,120s) [120s,180s): the last is empty
@@ -714,20 +627,7 @@ def test_coverage_status_counts_slots_not_candles():
 
 def test_coverage_slot_counts_are_per_mint():
     """A mint's filled slots never borrow candles of the mint sorted before it."""
-    rows = [
-        {
-            "mint": m,
-            "ts_ms": t,
-            "ver": 0,
-            "open": 1.0,
-            "high": 1.0,
-            "low": 1.0,
-            "close": 1.0,
-            "volume": 1.0,
-            "source": "s",
-        }
-        for m, t in (("a", 0), ("a", 60_000), ("b", 0))
-    ]
+    rows = [candle(m, t) for m, t in (("a", 0), ("a", 60_000), ("b", 0))]
     a = pl.DataFrame({"alert_id": ["x"], "mint": ["b"], "ts_ms": [0]})
     cov = coverage(slice_frame(rows, 60), a, interval="1m", window="pre0_post2").collect()
     assert cov.select("available_total", "status").row(0) == (1, "partial")
@@ -773,3 +673,17 @@ def test_dedup_rule_key_order_close_before_high_before_low_before_open():
         60,
     )
     assert slice_windows(c, a, interval="1m", window="pre0_post0").collect()["volume"].item() == 0.0
+
+
+def test_slice_windows_lets_filters_reach_the_candles():
+    """Hashing mints never stands between a filter and the candle scan (no barrier in the plan)."""
+    c = slice_frame([candle("m", t) for t in (0, 60_000, 120_000)], 60)
+    a = pl.DataFrame({"alert_id": ["a"], "mint": ["m"], "ts_ms": [65_000]})
+    plan = slice_windows(c, a, interval="1m", window="pre1_post0").filter(pl.col("volume") > 0).explain()
+    assert plan.index('col("volume") > 0') > plan.index("JOIN"), plan
+
+
+def test_bucket_table_matches_hashlib():
+    mints = ["a", SOL, "é", "tab\there", "a"]
+    got = bucket_table(pl.LazyFrame({"mint": mints})).sort("mint").collect().rows()
+    assert got == sorted({(m, hashlib.sha1(m.encode()).hexdigest()[:2]) for m in mints})

@@ -29,10 +29,10 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from ..spec import InputError, RunError
+from ..errors import InputError, RunError
 from .layout import LAKE, MANIFEST
-from .manifest import dumps
-from .store import LocalStore, Store, fsync_dir, join
+from .manifest import Sealed, dumps
+from .store import LocalStore, ObjectStore, Store, fsync_dir, join
 from .writer import Target
 
 _RENAME_EXCHANGE = 2
@@ -48,9 +48,9 @@ class Commit(Protocol):
 
     def __enter__(self) -> Commit: ...
 
-    def __exit__(self, exc_type, exc, tb) -> None: ...
+    def __exit__(self, *exc: object) -> None: ...
 
-    def seal(self, document: dict, *, seal_key: str | None = None) -> None: ...
+    def seal(self, document: Sealed) -> None: ...
 
 
 def open_commit(store: Store, final: str, *, overwrite: bool, seal_key: str | None = None) -> Commit:
@@ -70,7 +70,9 @@ def open_commit(store: Store, final: str, *, overwrite: bool, seal_key: str | No
     """
     if isinstance(store, LocalStore):
         return LocalCommit(store, final, overwrite=overwrite, seal_key=seal_key)
-    return ObjectCommit(store, final, overwrite=overwrite, seal_key=seal_key)
+    if isinstance(store, ObjectStore):
+        return ObjectCommit(store, final, overwrite=overwrite, seal_key=seal_key)
+    raise TypeError(f"no commit protocol for {type(store).__name__}")
 
 
 def _lock_name(final: str) -> str:
@@ -129,14 +131,14 @@ class LocalCommit:
             raise
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, *exc: object) -> None:
         try:
             if not self.sealed:
                 shutil.rmtree(self.staging, ignore_errors=True)
         finally:
             self._lock.release()
 
-    def seal(self, document: dict, *, seal_key: str | None = None) -> None:
+    def seal(self, document: Sealed) -> None:
         """Write the seal, then publish the staged directory in one rename.
 
         With a seal outside the directory, the new seal is written as ``<seal>.next`` first,
@@ -187,8 +189,9 @@ class LocalCommit:
             raise InputError(f"{parent}: not writable")
 
     def _clean_stale(self) -> None:
-        # We hold the lock: any staging or trash of this name belongs to a dead export. Only
-        # "<key>.<8 hex>[.old]" is ours: run "a" must not match the staging of run "a.b".
+        # We hold the lock: any staging or trash of this name belongs to a dead export.
+        # Only "<key>.<8 hex>[.old]": "<key>.*" alone would also match the live staging of a run
+        # whose id extends this one with a dot (run "a" vs run "a.b").
         own = re.compile(re.escape(self.key) + r"\.[0-9a-f]{8}(\.old)?")
         for p in (self.work / ".staging").glob(f"{self.key}.*"):
             if own.fullmatch(p.name):
@@ -224,7 +227,7 @@ class Lease:
     seal is refused.
     """
 
-    def __init__(self, store, key: str, *, seconds: float) -> None:
+    def __init__(self, store: ObjectStore, key: str, *, seconds: float) -> None:
         self.store = store
         self.key = key
         self.seconds = seconds
@@ -304,7 +307,7 @@ class ObjectCommit:
     seal is put. A failure before that leaves the old run as it was.
     """
 
-    def __init__(self, store, final: str, *, overwrite: bool, seal_key: str | None) -> None:
+    def __init__(self, store: ObjectStore, final: str, *, overwrite: bool, seal_key: str | None) -> None:
         self.store = store
         self.final = final
         self.overwrite = overwrite
@@ -346,7 +349,7 @@ class ObjectCommit:
             )
         self.store.delete(leftovers)
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, *exc: object) -> None:
         try:
             if not self.sealed:
                 self.store.delete(self.store.list(self.target.prefix + "/"))
@@ -355,7 +358,7 @@ class ObjectCommit:
         finally:
             self.lease.release()
 
-    def seal(self, document: dict, *, seal_key: str | None = None) -> None:
+    def seal(self, document: Sealed) -> None:
         self.lease.check(self.where)
         staged = self.target.prefix != self.final
         if staged:

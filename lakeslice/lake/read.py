@@ -14,19 +14,20 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import polars as pl
 
+from ..errors import InputError, RunError
 from ..executor import LocalExecutor
-from ..spec import InputError, RunError
 from . import layout
-from .layout import ALERTS, COVERAGE, MANIFEST
+from .layout import COVERAGE, MANIFEST
+from .manifest import Manifest
 from .store import Store, open_store, scheme_of
+from .verify import VerifyReport, verify_path
 
 #: Files read, hashed and decoded ahead of the one being yielded.
 READ_AHEAD = 4
-# Directory names like mint_bucket=00 would otherwise be inferred as integers.
-HIVE_SCHEMA = {"mint_bucket": pl.String, "date": pl.String}
 DAY_MS = 86_400_000
 
 
@@ -100,8 +101,6 @@ def _run(run_dir: str | Path, verify: bool) -> tuple[Store, str, dict]:
     store, where = open_run(run_dir)
     manifest = read_seal(store, MANIFEST, where)
     if verify:
-        from .verify import verify_path
-
         for report in verify_path(run_dir):
             if report.ok:
                 continue
@@ -128,9 +127,11 @@ def scan_files(
     """
     from polars.io.plugins import register_io_source
 
-    full = {**schema, **{k: pl.String for k in keys}}
+    full: dict[str, pl.DataType] = {**schema, **{k: pl.String() for k in keys}}
 
-    def source(with_columns, predicate, n_rows, batch_size) -> Iterator[pl.DataFrame]:
+    def source(
+        with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, batch_size: int | None
+    ) -> Iterator[pl.DataFrame]:
         wanted = with_columns or list(full)
         names = set(predicate.meta.root_names()) if predicate is not None else set()
         on_keys_only = predicate is not None and bool(keys) and names <= set(keys)
@@ -143,7 +144,7 @@ def scan_files(
             frame = frame.with_columns(pl.lit(parts.get(k), pl.String).alias(k) for k in keys)
             return (frame.filter(predicate) if predicate is not None else frame).select(wanted)
 
-        chosen = [f for f in files if not on_keys_only or _keeps(f, keys, predicate)]
+        chosen = [f for f in files if predicate is None or not on_keys_only or _keeps(f, keys, predicate)]
         left = n_rows
         # a few files read, hashed and decoded ahead (in order, bounded): I/O and hashing overlap
         for frame in LocalExecutor(workers=READ_AHEAD).map(load, chosen):
@@ -169,7 +170,12 @@ def scan_run(run_dir: str | Path, *, verify: bool = False) -> pl.LazyFrame:
 
     ``run_dir`` is a directory or an ``s3://`` URL (credentials from the ``AWS_*`` environment).
 
-    >>> scan_run("data/lake/runs/run_id=demo").head(3).collect()  # doctest: +SKIP
+    >>> import tempfile, lakeslice as ls
+    >>> run = ls.export_run_slices("fixtures/alerts.csv", interval="1m", window="pre5_post10",
+    ...                            source="parquet://fixtures/candles.parquet",
+    ...                            data_root=tempfile.mkdtemp(), run_id="doc").run_dir
+    >>> scan_run(run).select(pl.len(), pl.col("mint").n_unique()).collect().row(0)
+    (75, 4)
     """
     from ..transforms import SLICE_SCHEMA
 
@@ -187,18 +193,21 @@ def _one_file(run_dir: str | Path, rel: str) -> pl.LazyFrame:
 
 
 def scan_coverage(run_dir: str | Path) -> pl.LazyFrame:
-    """The coverage of a sealed run (one row per alert), checked against its manifest."""
+    """One coverage row per alert of a sealed run (SPEC §4), checked against its manifest.
+
+    >>> import tempfile, lakeslice as ls
+    >>> run = ls.export_run_slices("fixtures/alerts.csv", interval="1m", window="pre5_post10",
+    ...                            source="parquet://fixtures/candles.parquet",
+    ...                            data_root=tempfile.mkdtemp(), run_id="doc").run_dir
+    >>> scan_coverage(run).group_by("status").len().sort("status").collect().rows()
+    [('insufficient', 1), ('partial', 7)]
+    """
     return _one_file(run_dir, COVERAGE)
 
 
-def read_alerts_of(run_dir: str | Path) -> pl.LazyFrame:
-    """The normalized alerts of a sealed run, checked against its manifest."""
-    return _one_file(run_dir, ALERTS)
-
-
-def read_run_manifest(run_dir: str | Path) -> dict:
+def read_run_manifest(run_dir: str | Path) -> Manifest:
     """The manifest of a sealed run (a directory or an ``s3://`` URL)."""
-    return _run(run_dir, False)[2]
+    return cast(Manifest, _run(run_dir, False)[2])
 
 
 def scan_windows(run_dir: str | Path, *, verify: bool = False) -> pl.LazyFrame:
@@ -206,7 +215,13 @@ def scan_windows(run_dir: str | Path, *, verify: bool = False) -> pl.LazyFrame:
 
     ``k = (ts - anchor) / interval``: negative before the anchor, 0 at it.
 
-    >>> scan_windows("data/lake/runs/run_id=demo").filter(pl.col("k") == 0).collect()  # doctest: +SKIP
+    >>> import tempfile, lakeslice as ls
+    >>> run = ls.export_run_slices("fixtures/alerts.csv", interval="1m", window="pre5_post10",
+    ...                            source="parquet://fixtures/candles.parquet",
+    ...                            data_root=tempfile.mkdtemp(), run_id="doc").run_dir
+    >>> at_anchor = scan_windows(run).filter(pl.col("k") == 0).sort("alert_id").collect()
+    >>> at_anchor["alert_id"].to_list()
+    ['a1', 'a2', 'a3', 'a5', 'a6', 'a8']
     """
     manifest = read_run_manifest(run_dir)
     width_ms = int(manifest["slice_spec"]["interval_s"]) * 1000
@@ -353,14 +368,12 @@ def _check_day(text: str, what: str) -> str:
 # Verification on object storage (local directories: verify.py)
 
 
-def verify_url(url: str) -> list:
+def verify_url(url: str) -> list[VerifyReport]:
     """Verify a sealed run, or every day of a corpus tree, at an ``s3://`` URL.
 
     Every listed object is read and hashed (an ETag is no content hash); objects the seal does
     not list are findings too.
     """
-    from .verify import VerifyReport
-
     head, sep, rest = url.rstrip("/").partition("/lake/corpus")
     if sep:
         return _verify_corpus_url(open_store(head), rest.strip("/"))
@@ -373,7 +386,7 @@ def verify_url(url: str) -> list:
     return [report]
 
 
-def _verify_files(report, files: list[SealedFile], seal: dict) -> None:
+def _verify_files(report: VerifyReport, files: list[SealedFile], seal: dict) -> None:
     import pyarrow.parquet as pq
 
     from .manifest import FileEntry, content_sha256
@@ -415,10 +428,8 @@ def _day_of_key(key: str) -> str:
     return key if end == -1 else key[:end]
 
 
-def _verify_corpus_url(store: Store, rest: str) -> list:
+def _verify_corpus_url(store: Store, rest: str) -> list[VerifyReport]:
     """Each day under ``lake/corpus/<rest>`` against its seal; days without one are findings."""
-    from .verify import VerifyReport
-
     levels = rest[len("ohlcv") :].strip("/") if rest.startswith("ohlcv") else ""
     tree = "/".join(p for p in (f"{layout.LAKE}/corpus/ohlcv", levels) if p)
     seals = "/".join(p for p in (f"{layout.LAKE}/corpus/_seals/ohlcv", levels) if p)

@@ -27,10 +27,20 @@ import fcntl
 import os
 import re
 import secrets
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from ..spec import InputError, RunError
+if TYPE_CHECKING:
+    from obstore import UpdateVersion
+    from obstore.store import RetryConfig
+
+from ..errors import InputError, RunError
+
+#: A list of keys (inside the store classes ``list`` names their listing method).
+Keys = list[str]
+T = TypeVar("T")
 
 #: Schemes ``--data-root`` accepts besides a plain path.
 SCHEMES = ("s3",)
@@ -42,8 +52,12 @@ class Store(Protocol):
 
     #: The data root as the user gave it (a path, or ``s3://bucket/prefix``); never a secret.
     root: str
-    #: What Polars' ``scan_parquet(storage_options=...)`` needs (None: a local path).
-    storage_options: dict[str, str] | None
+
+    @property
+    def storage_options(self) -> dict[str, str] | None:
+        """What Polars' ``scan_parquet(storage_options=...)`` needs (None: a local path)."""
+        ...
+
     #: True when directories can be renamed atomically (the local commit protocol).
     local: bool
 
@@ -65,15 +79,15 @@ class Store(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
-    def list(self, prefix: str) -> list[str]:
+    def list(self, prefix: str) -> Keys:
         """Every key under ``prefix`` (a ``/``-terminated directory prefix), sorted."""
         ...
 
-    def delete(self, keys: list[str]) -> None:
+    def delete(self, keys: Keys) -> None:
         """Remove ``keys`` (missing ones are fine)."""
         ...
 
-    def children(self, prefix: str) -> list[str]:
+    def children(self, prefix: str) -> Keys:
         """The keys of the "directories" right below ``prefix`` (not recursive), sorted."""
         ...
 
@@ -118,8 +132,11 @@ def join(*parts: str) -> str:
 class LocalStore:
     """A directory. Every put is tmp + write + fsync + rename + fsync of the directory."""
 
-    storage_options = None
     local = True
+
+    @property
+    def storage_options(self) -> dict[str, str] | None:
+        return None
 
     def __init__(self, root: str | Path) -> None:
         self.root = str(root)
@@ -154,20 +171,20 @@ class LocalStore:
     def exists(self, key: str) -> bool:
         return self.path(key).exists()
 
-    def list(self, prefix: str) -> list[str]:
+    def list(self, prefix: str) -> Keys:
         top = self.path(prefix)
         if not top.is_dir():
             return []
         return sorted(p.relative_to(self.base).as_posix() for p in top.rglob("*") if p.is_file())
 
-    def delete(self, keys: list[str]) -> None:
+    def delete(self, keys: Keys) -> None:
         for key in keys:
             self.path(key).unlink(missing_ok=True)
 
     def copy(self, src: str, dst: str) -> None:
         self.put(dst, self.get(src))
 
-    def children(self, prefix: str) -> list[str]:
+    def children(self, prefix: str) -> Keys:
         top = self.path(prefix)
         if not top.is_dir():
             return []
@@ -262,10 +279,10 @@ class ObjectStore:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.root = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
-        retry = {"max_retries": 3, "retry_timeout": dt.timedelta(seconds=30)}
+        retry: RetryConfig = {"max_retries": 3, "retry_timeout": dt.timedelta(seconds=30)}
         self._s3 = S3Store(bucket, prefix=self.prefix or None, retry_config=retry)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[ObjectStore], tuple[str]]:
         # rebuilt from the root on the other side (an executor's worker reads its own AWS_*)
         return (ObjectStore, (self.root,))
 
@@ -297,7 +314,7 @@ class ObjectStore:
         import obstore
         from obstore.exceptions import PreconditionError
 
-        mode = {"e_tag": etag}
+        mode: UpdateVersion = {"e_tag": etag}
         try:
             return self._call("write", key, lambda: obstore.put(self._s3, key, data, mode=mode))["e_tag"]
         except (PreconditionError, FileNotFoundError):
@@ -326,26 +343,26 @@ class ObjectStore:
             return False
         return True
 
-    def list(self, prefix: str) -> list[str]:
+    def list(self, prefix: str) -> Keys:
         import obstore
 
         where = prefix.rstrip("/") or None
         chunks = self._call("list", prefix, lambda: list(obstore.list(self._s3, where, chunk_size=1000)))
         return sorted(m["path"] for chunk in chunks for m in chunk)
 
-    def delete(self, keys: list[str]) -> None:
+    def delete(self, keys: Keys) -> None:
         import obstore
 
         for i in range(0, len(keys), 1000):
             batch = keys[i : i + 1000]
-            self._call("delete", batch[0] if batch else "", lambda b=batch: obstore.delete(self._s3, b))
+            self._call("delete", batch[0], partial(obstore.delete, self._s3, batch))
 
     def copy(self, src: str, dst: str) -> None:
         import obstore
 
         self._call("copy", dst, lambda: obstore.copy(self._s3, src, dst))
 
-    def children(self, prefix: str) -> list[str]:
+    def children(self, prefix: str) -> Keys:
         import obstore
 
         where = prefix.rstrip("/") or None
@@ -355,7 +372,7 @@ class ObjectStore:
     def arrow_filesystem(self) -> tuple[Any, str]:
         return s3_filesystem(), f"{self.bucket}/{self.prefix}".rstrip("/")
 
-    def _call(self, what: str, key: str, fn):
+    def _call(self, what: str, key: str, fn: Callable[[], T]) -> T:
         """Run an obstore call; its failures become one line naming the object, never a secret."""
         from obstore.exceptions import (
             AlreadyExistsError,

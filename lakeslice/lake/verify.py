@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from .manifest import content_sha256, read_manifest
+from .commit import next_seal
+from .layout import MANIFEST, day_seal
+from .manifest import Sealed, content_sha256, read_seal
+from .store import scheme_of
 from .writer import FileEntry
 
 _CHUNK = 8 * 1024 * 1024
@@ -39,9 +42,21 @@ def verify_dir(run_dir: str | Path, *, seal: Path | None = None) -> VerifyReport
     """Recompute each listed file's size, sha256 and row count; list unlisted Parquet files.
 
     Raises RunError when the directory is not sealed.
+
+    >>> import tempfile, lakeslice as ls
+    >>> run = ls.export_run_slices("fixtures/alerts.csv", interval="1m", window="pre5_post10",
+    ...                            source="parquet://fixtures/candles.parquet",
+    ...                            data_root=tempfile.mkdtemp(), run_id="doc").run_dir
+    >>> report = verify_dir(run)
+    >>> report.ok, report.files, report.rows
+    (True, 6, 91)
+    >>> (run / "outputs" / "stray.parquet").write_bytes(b"x")
+    1
+    >>> verify_dir(run).problems
+    ['outputs/stray.parquet: not listed in the seal']
     """
     run_dir = Path(run_dir)
-    manifest = read_manifest(run_dir, seal=seal)
+    manifest: Sealed = read_seal(run_dir, seal=seal)
     seal_name = Path(seal).name if seal is not None else "manifest.json"
     report = VerifyReport(run_dir)
     listed = manifest.get("files", [])
@@ -54,10 +69,8 @@ def verify_dir(run_dir: str | Path, *, seal: Path | None = None) -> VerifyReport
         report.rows += entry.rows
         report.bytes += entry.bytes
     names = {e.path for e in entries}
-    # FIX: every unlisted file counts, judged relative to the run dir. Before, only non-hidden
-    # *.parquet were checked and hidden-ness was judged on the absolute parts, so a run under
-    # '..', '.cache' or '_x' never reported one; and Polars' scan_parquet of a directory fails on
-    # any other file in it (even '.x.crc' or '_SUCCESS'), so those break readers too.
+    # Every unlisted file counts, hidden or not, judged relative to the run dir: Polars'
+    # scan_parquet of a directory fails on any other file in it (even '.x.crc' or '_SUCCESS').
     own_seal = {seal_name} if seal is None else set()
     for p in sorted(run_dir.rglob("*")):
         rel = p.relative_to(run_dir).as_posix()
@@ -89,14 +102,10 @@ def _check(run_dir: Path, entry: FileEntry) -> str | None:
 
 def verify_path(path: str | Path) -> list[VerifyReport]:
     """A run directory, or every day of a corpus tree (unsealed days reported as problems)."""
-    from .layout import MANIFEST
-    from .store import scheme_of
-
     if scheme_of(path) is not None:
-        from .read import verify_url
+        from .read import verify_url  # read.py builds on this module
 
         return verify_url(str(path))
-
     path = Path(path)
     if (path / MANIFEST).is_file() or not path.is_dir():
         return [verify_dir(path)]
@@ -108,9 +117,6 @@ def verify_path(path: str | Path) -> list[VerifyReport]:
 
 def verify_day(day: Path) -> VerifyReport:
     """A corpus day against its seal; after a crash mid-publish, the pending seal may hold."""
-    from .commit import next_seal
-    from .layout import day_seal
-
     seal = day_seal(day)
     candidates = [p for p in (seal, next_seal(seal)) if p.is_file()]
     if not candidates:

@@ -13,6 +13,7 @@ import math
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Literal
 
 import polars as pl
 
@@ -21,6 +22,12 @@ from .manifest import FileEntry
 from .store import Store, join
 
 ROW_GROUP_ROWS = 128 * 1024
+#: ``--compression`` → Polars' codec name.
+CODECS: dict[str, Literal["zstd", "snappy", "uncompressed"]] = {
+    "zstd": "zstd",
+    "snappy": "snappy",
+    "none": "uncompressed",
+}
 
 
 def encode_parquet(frame: pl.DataFrame, *, compression: str) -> bytes:
@@ -28,7 +35,7 @@ def encode_parquet(frame: pl.DataFrame, *, compression: str) -> bytes:
     buf = io.BytesIO()
     frame.rechunk().write_parquet(
         buf,
-        compression="uncompressed" if compression == "none" else compression,
+        compression=CODECS[compression],
         statistics=True,
         row_group_size=ROW_GROUP_ROWS,
     )
@@ -63,7 +70,7 @@ class FileSink:
         self._slots = threading.BoundedSemaphore(2 * workers)
         self._futures: list[Future] = []
 
-    def submit(self, fn: Callable[..., list[FileEntry]], *args, **kwargs) -> None:
+    def submit(self, fn: Callable[..., list[FileEntry]], *args: Any, **kwargs: Any) -> None:
         self._raise_first_error()
         self._slots.acquire()
         future = self._pool.submit(fn, self.target, *args, **kwargs)
@@ -82,7 +89,7 @@ class FileSink:
     def __enter__(self) -> FileSink:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         for f in self._futures:
             f.cancel()
         self._pool.shutdown(wait=True)
@@ -148,9 +155,20 @@ def write_buckets(
     parts = frame.partition_by("mint_bucket", as_dict=True, maintain_order=True, include_key=False)
     for (bucket,), part in sorted(parts.items()):
         name = bucket if isinstance(bucket, str) else f"{bucket:02x}"
-        kw = {"compression": compression, "target_bytes": target_bytes, "prepare": prepare}
-        sink.submit(_bucket_job, join(prefix, bucket_dir(name)), part, **kw)
+        where = join(prefix, bucket_dir(name))
+        sink.submit(
+            _bucket_job, where, part, prepare=prepare, compression=compression, target_bytes=target_bytes
+        )
 
 
-def _bucket_job(target: Target, where: str, part: pl.DataFrame, *, prepare, **kw) -> list[FileEntry]:
-    return write_parts(target, where, prepare(part) if prepare else part, **kw)
+def _bucket_job(
+    target: Target,
+    where: str,
+    part: pl.DataFrame,
+    *,
+    prepare: Callable[[pl.DataFrame], pl.DataFrame] | None,
+    compression: str,
+    target_bytes: int,
+) -> list[FileEntry]:
+    frame = prepare(part) if prepare else part
+    return write_parts(target, where, frame, compression=compression, target_bytes=target_bytes)

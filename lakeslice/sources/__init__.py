@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..spec import InputError
+from ..errors import InputError, retryable
 from .base import CANDLE_SCHEMA, CandleRequest, Source
 
-__all__ = ["open_source", "redact", "CandleRequest", "Source", "CANDLE_SCHEMA", "retryable"]
+__all__ = ["open_source", "CandleRequest", "Source", "CANDLE_SCHEMA", "retryable"]
 
 SCHEMES = ("clickhouse://", "clickhouses://", "chdb://", "parquet://", "corpus://")
 
@@ -34,7 +34,11 @@ def open_source(
         return open_sharded(
             url or os.environ.get("LAKESLICE_SOURCE"), shards, table=table, data_root=data_root
         )
-    url = url or os.environ.get("LAKESLICE_SOURCE") or f"chdb://{Path(data_root) / 'chdb'}"
+    url = url or os.environ.get("LAKESLICE_SOURCE")
+    if not url and "://" in str(data_root):
+        raise InputError(f"--data-root {data_root}: give --source (the embedded chdb default is local)")
+    url = url or f"chdb://{Path(data_root) / 'chdb'}"
+    # Each scheme imports its module here: a run pays only for its own driver (chdb is heavy).
     if url.startswith(("clickhouse://", "clickhouses://")):
         from .clickhouse import ClickHouseSource
 
@@ -59,18 +63,3 @@ def open_source(
     if not Path(path).exists():
         raise InputError(f"{path}: candle source not found")
     return ParquetSource(path)
-
-
-def redact(url: str) -> str:
-    """A URL with any password replaced, for messages."""
-    if "://" not in url or "@" not in url.split("://", 1)[1].split("/", 1)[0]:
-        return url
-    scheme, rest = url.split("://", 1)
-    auth, host = rest.split("@", 1) if "@" in rest else ("", rest)
-    user = auth.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in auth else f"{scheme}://{user}@{host}"
-
-
-def retryable(exc: BaseException) -> bool:
-    """A failure worth retrying the bucket group for (a dropped connection)."""
-    return bool(getattr(exc, "retryable", False)) or type(exc).__name__ == "SourceConnectionError"

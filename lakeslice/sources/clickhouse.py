@@ -37,8 +37,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from lakeslice.sources.base import CANDLE_SCHEMA, CandleRequest
-from lakeslice.spec import InputError, RunError
+from lakeslice.errors import InputError, RunError, one_line, redact, split_credentials
+from lakeslice.sources.base import CANDLE_SCHEMA, QUANTBOT_COLUMNS, CandleRequest, SourceInfo
 
 __all__ = [
     "ClickHouseSource",
@@ -49,17 +49,7 @@ __all__ = [
     "candle_query",
 ]
 
-REQUIRED_COLUMNS = (
-    "token_address",
-    "chain",
-    "timestamp",
-    "interval_seconds",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-)
+REQUIRED_COLUMNS = QUANTBOT_COLUMNS
 OHLCV = ("open", "high", "low", "close", "volume")
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _AUTH_CODES = {192, 193, 516}  # UNKNOWN_USER, WRONG_PASSWORD (18.16); AUTHENTICATION_FAILED
@@ -268,33 +258,39 @@ class _Columns(dict):
 
 
 def parse_url(url: str) -> dict:
-    """``clickhouse[s]://[user[:password]@]host[:port]/database[?compression=lz4&verify=0]``."""
-    parts = urlsplit(url)
+    """``clickhouse[s]://[user[:password]@]host[:port]/database[?compression=lz4&verify=0]``.
+
+    The credentials are split off first (:func:`lakeslice.errors.split_credentials`), so a
+    password may hold ``/`` or ``@``; messages show the URL without them.
+
+    >>> p = parse_url("clickhouse://lake:p/w@d@127.0.0.1/quant")
+    >>> p["user"], p["password"], p["host"], p["port"], p["database"]
+    ('lake', 'p/w@d', '127.0.0.1', 9000, 'quant')
+    """
+    cred = split_credentials(url)
+    shown = cred.location
+    parts = urlsplit(cred.location)
     if parts.scheme not in ("clickhouse", "clickhouses"):
-        raise InputError(f"source {_redact_url(url)!r}: expected clickhouse:// or clickhouses://")
+        raise InputError(f"source {shown!r}: expected clickhouse:// or clickhouses://")
     secure = parts.scheme == "clickhouses"
     try:
         port = parts.port
     except ValueError:
-        raise InputError(f"source {_redact_url(url)!r}: bad port") from None
+        raise InputError(f"source {shown!r}: bad port") from None
     if not parts.hostname:
-        raise InputError(f"source {_redact_url(url)!r}: missing host")
+        raise InputError(f"source {shown!r}: missing host")
     database = unquote(parts.path.lstrip("/")) or "default"
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     return {
         "host": parts.hostname,
         "port": port or (9440 if secure else 9000),
         "database": database,
-        "user": unquote(parts.username) if parts.username else None,
-        "password": unquote(parts.password) if parts.password is not None else None,
+        "user": cred.user,
+        "password": cred.password,
         "secure": secure,
         "verify": query.get("verify", "1").lower() not in ("0", "false", "no"),
         "compression": query.get("compression") or False,
     }
-
-
-def _redact_url(url: str) -> str:
-    return re.sub(r"//([^/@]*)@", "//***@", url)
 
 
 class SqlCandleSource:
@@ -370,7 +366,7 @@ class ClickHouseSource(SqlCandleSource):
     def where(self) -> str:
         return f"ClickHouse {self.host}:{self.port} {self.database}.{self.table}"
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> SourceInfo:
         return {
             "kind": self.kind,
             "host": f"{self.host}:{self.port}",
@@ -419,7 +415,7 @@ class ClickHouseSource(SqlCandleSource):
                     columnar=True,
                 )
             except Exception as exc:
-                raise self._error(exc, "cannot read the table schema") from None
+                raise self._error(exc, "cannot read the table schema") from exc
             columns = dict(zip(rows[0], rows[1], strict=True)) if rows else {}
             self._info = table_info(columns, self.where, version)
         return self._info
@@ -440,7 +436,7 @@ class ClickHouseSource(SqlCandleSource):
         except GeneratorExit:
             raise
         except Exception as exc:
-            raise self._error(exc, "query failed") from None
+            raise self._error(exc, "query failed") from exc
         finally:
             if not finished and self._client is not None:
                 # Abandoned or broken stream: drop the connection rather than drain it.
@@ -463,7 +459,7 @@ class ClickHouseSource(SqlCandleSource):
         from clickhouse_driver import errors
 
         code = getattr(exc, "code", None)
-        text = self._scrub(_first_sentence(getattr(exc, "message", None) or str(exc)))
+        text = redact(one_line(exc).rstrip(". "), secrets=[self._password])
         if isinstance(exc, errors.ServerException):
             if code in _AUTH_CODES:
                 user = self.user
@@ -476,23 +472,3 @@ class ClickHouseSource(SqlCandleSource):
             text = text or type(exc).__name__
             return SourceConnectionError(f"{self.where}: connection failed or dropped: {text}")
         return RunError(f"{self.where}: {what}: {type(exc).__name__}: {text}")
-
-    def _scrub(self, text: str) -> str:
-        pw = self._password
-        if pw:
-            for form in {pw, _quote(pw)}:
-                text = text.replace(form, "***")
-        return text
-
-
-def _quote(text: str) -> str:
-    from urllib.parse import quote
-
-    return quote(text, safe="")
-
-
-def _first_sentence(text: str) -> str:
-    """One line: 18.16 appends a stack trace, the driver adds line breaks."""
-    text = text.split("Stack trace")[0]
-    text = " ".join(text.split())
-    return text[:400].rstrip(". ")

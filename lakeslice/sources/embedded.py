@@ -21,6 +21,8 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
+from lakeslice.errors import RunError, one_line
+from lakeslice.sources.base import SourceInfo, quantbot_ddl
 from lakeslice.sources.clickhouse import (
     PARAMS_STRUCTURE,
     PARAMS_TABLE,
@@ -31,14 +33,9 @@ from lakeslice.sources.clickhouse import (
     check_identifier,
     table_info,
 )
-from lakeslice.spec import RunError
 
-__all__ = ["ChdbSource", "seed_chdb", "QUANTBOT_DDL_COLUMNS"]
+__all__ = ["ChdbSource", "seed_chdb"]
 
-QUANTBOT_DDL_COLUMNS = (
-    "token_address String, chain String, timestamp {ts}, interval_seconds UInt32,"
-    " open Float64, high Float64, low Float64, close Float64, volume Float64{ver}"
-)
 # chdb's Arrow output is lz4-compressed by default: in-process that only costs time (~1.5x).
 _ARROW_SETTINGS = " SETTINGS output_format_arrow_compression_method = 'none'"
 
@@ -98,17 +95,12 @@ class ChdbSource(SqlCandleSource):
         self._session = None
         self._info: TableInfo | None = None
 
-    @classmethod
-    def from_url(cls, url: str, *, table: str = "ohlcv_candles", database: str = "default"):
-        path = url[len("chdb://") :] if url.startswith("chdb://") else url
-        return cls(path, table=table, database=database)
-
     @property
     def where(self) -> str:
         # The basename only: errors and manifests must not name the machine's directories.
         return f"chdb {self.path.name or 'chdb'} {self.database}.{self.table}"
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> SourceInfo:
         return {"kind": self.kind, "host": "embedded", "database": self.database, "table": self.table}
 
     def _sess(self):
@@ -116,7 +108,7 @@ class ChdbSource(SqlCandleSource):
             try:
                 self._session = _open_session(self.path)
             except Exception as exc:
-                raise RunError(f"{self.where}: cannot open: {_one_line(exc)}") from None
+                raise RunError(f"{self.where}: cannot open: {one_line(exc)}") from exc
         return self._session
 
     def describe(self) -> TableInfo:
@@ -134,7 +126,7 @@ class ChdbSource(SqlCandleSource):
             except RunError:
                 raise
             except Exception as exc:
-                raise RunError(f"{self.where}: cannot read the table schema: {_one_line(exc)}") from None
+                raise RunError(f"{self.where}: cannot read the table schema: {one_line(exc)}") from exc
             columns = dict(zip(found.column(0).to_pylist(), found.column(1).to_pylist(), strict=True))
             self._info = table_info(columns, self.where, version)
         return self._info
@@ -153,7 +145,7 @@ class ChdbSource(SqlCandleSource):
         except GeneratorExit:
             raise
         except Exception as exc:
-            raise RunError(f"{self.where}: query failed: {_one_line(exc)}") from None
+            raise RunError(f"{self.where}: query failed: {one_line(exc)}") from exc
         finally:
             if stream is not None:
                 stream.close()
@@ -177,11 +169,6 @@ def _as_arrow(columns: dict, structure: list[tuple[str, str]]) -> pa.Table:
     return pa.table({c: pa.array(columns[c], type=_ARROW_TYPES[t]) for c, t in structure})
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split("Stack trace")[0].split())
-    return text[:400] or type(exc).__name__
-
-
 def seed_chdb(
     path: str | Path,
     rows: pl.DataFrame | pa.Table,
@@ -200,18 +187,16 @@ def seed_chdb(
     check_identifier(database, "database")
     check_identifier(table, "table")
     data = _seed_frame(rows)
-    ver = ", ver UInt64" if "ver" in data.columns else ""
     target = f"`{database}`.`{table}`"
     sess = _open_session(path)
     try:
         sess.query(f"CREATE DATABASE IF NOT EXISTS `{database}`")
         if replace:
             sess.query(f"DROP TABLE IF EXISTS {target}")
-        sess.query(
-            f"CREATE TABLE IF NOT EXISTS {target} ("
-            + QUANTBOT_DDL_COLUMNS.format(ts=timestamp_type, ver=ver)
-            + f") ENGINE = MergeTree() ORDER BY {order_by}"
+        ddl = quantbot_ddl(
+            target, timestamp_type=timestamp_type, order_by=order_by, with_ver="ver" in data.columns
         )
+        sess.query(ddl)
         _insert_arrow(sess, f"{target} ({', '.join(data.columns)})", data.to_arrow())
     finally:
         sess.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,9 +11,10 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from ..spec import InputError, RunError, format_interval
-from ..transforms import normalize_candles
-from .base import CANDLE_SCHEMA, CandleRequest
+from ..errors import InputError, RunError, one_line
+from ..spec import format_interval
+from ..transforms import mint_bucket, normalize_candles
+from .base import CANDLE_SCHEMA, CandleRequest, SourceInfo
 
 _HIVE_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=")
 _DAY_MS = 86_400_000
@@ -36,7 +38,7 @@ class ParquetSource:
             self._store = open_store(path)
             self.path = Path(self._store.root.rsplit("/", 1)[-1] or "corpus")
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> SourceInfo:
         kind = "corpus" if self.corpus else "parquet"
         return {"kind": kind, "host": None, "database": None, "table": self.path.name}
 
@@ -51,7 +53,7 @@ class ParquetSource:
     def _corpus_scan(self, request: CandleRequest) -> pl.LazyFrame:
         """The listed files of the sealed corpus days (and buckets) the request needs."""
         from ..lake.read import corpus_days, corpus_files
-        from ..transforms import SLICE_SCHEMA, mint_bucket
+        from ..transforms import SLICE_SCHEMA
 
         store = self._store
         text = format_interval(request.interval_s)
@@ -135,9 +137,8 @@ class ParquetSource:
         try:
             yield
         except (pl.exceptions.PolarsError, OSError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             where = self._store.root if self._store is not None else self.path
-            raise RunError(f"{where}: cannot read candles ({first})") from None
+            raise RunError(f"{where}: cannot read candles ({one_line(exc)})") from exc
 
 
 def _hidden(path: Path, root: Path) -> bool:
@@ -152,8 +153,6 @@ def _prune(lf: pl.LazyFrame, keys: set[str], request: CandleRequest) -> pl.LazyF
             lf = lf.filter(pl.col("date").is_between(pl.lit(lo), pl.lit(hi)))
         return lf
     if "mint_bucket" in keys:
-        from ..transforms import mint_bucket
-
         buckets = request.ranges.select(mint_bucket("mint")).to_series().unique()
         lf = lf.filter(pl.col("mint_bucket").is_in(buckets.implode()))
     if "date" in keys:
@@ -198,6 +197,4 @@ def needed_days(ranges: pl.DataFrame, available: list[str]) -> list[str]:
 
 
 def _day(ms: int) -> str:
-    import datetime as dt
-
     return dt.datetime.fromtimestamp(ms // 1000, dt.timezone.utc).strftime("%Y-%m-%d")

@@ -5,13 +5,57 @@ every slot is checked one by one. Slow on purpose, obvious on purpose.
 
 Candles here are dicts with ``mint, ts_ms, ver, open, high, low, close, volume, source``
 (already of the requested interval). Alerts are dicts with ``alert_id, mint, ts_ms``.
+:func:`quantbot_candles` turns source-table rows into such candles, :func:`alerts_csv` reads an
+alerts file. Every test computes its expectations with these functions: one reference, so a
+regression of a rule (the slot rule of ``status``, the dedup order) fails every test that sees it.
 """
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
 import hashlib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 
-OHLCV = ("open", "high", "low", "close", "volume")
+from .data import OHLCV
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def epoch_ms(value: object) -> int:
+    """A source ``timestamp`` as epoch ms: a datetime (naive is UTC) or integer epoch seconds."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return (value - EPOCH) // dt.timedelta(milliseconds=1)
+    return int(value) * 1000  # type: ignore[call-overload]
+
+
+def quantbot_candles(
+    rows: Iterable[Mapping], *, chain: str = "solana", interval_s: int = 60, label: str = "x"
+) -> list[dict]:
+    """SPEC §2: the rows of ``chain`` and ``interval_s`` as reference candles (``ver`` 0 if absent)."""
+    return [
+        {
+            "mint": r["token_address"],
+            "ts_ms": epoch_ms(r["timestamp"]),
+            "ver": r.get("ver", 0),
+            "source": label,
+            **{k: r[k] for k in OHLCV},
+        }
+        for r in rows
+        if r["chain"] == chain and r["interval_seconds"] == interval_s
+    ]
+
+
+def alerts_csv(path: Path) -> list[dict]:
+    """An alerts CSV with ``alert_id, mint, ts_ms`` columns, read with the csv module."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        return [
+            {"alert_id": r["alert_id"], "mint": r["mint"], "ts_ms": int(r["ts_ms"])}
+            for r in csv.DictReader(fh)
+        ]
 
 
 def bucket(mint: str) -> str:
@@ -66,9 +110,9 @@ def _better(a: dict, b: dict) -> bool:
     return a["source"] < b["source"]
 
 
-def slice_rows(candles: list[dict], alerts: list[dict], interval_s: int, pre: int, post: int):
+def slice_rows(candles: list[dict], alerts: list[dict], interval_s: int, pre: int, post: int) -> list[dict]:
     """SPEC §3: the deduplicated candles whose ts falls in any window of the same mint,
-    once each, sorted by (mint, ts)."""
+    once each, sorted by (mint, ts). Pass only the kept alerts for a strict export."""
     wins = [(a["mint"], *window(a["ts_ms"], interval_s, pre, post)[1:]) for a in alerts]
     kept = []
     for c in dedupe(candles):
