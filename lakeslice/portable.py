@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import polars as pl
 import pyarrow as pa
 
-from .sources.base import CandleRequest, Source
+from .sources.base import CandleRequest, Source, SourceInfo
 from .spec import InputError
 
 __all__ = ["SourceSpec", "PortableSource", "PortableStore", "per_thread"]
@@ -95,7 +96,15 @@ class PortableSource:
 
     portable = True
 
-    def __init__(self, spec: SourceSpec, *, label: str, snapshot: dict, group_rows=None, shard_starts=()):
+    def __init__(
+        self,
+        spec: SourceSpec,
+        *,
+        label: str,
+        snapshot: SourceInfo,
+        group_rows: int | None = None,
+        shard_starts: Sequence[str] = (),
+    ):
         self.spec = spec
         self.label = label
         self._snapshot = snapshot
@@ -121,14 +130,14 @@ class PortableSource:
     def _here(self) -> Source:
         return per_thread(("source", self.spec), self.spec.open)
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> SourceInfo:
         return self._snapshot
 
     def fetch(self, request: CandleRequest) -> Iterator[pa.RecordBatch]:
         return self._here().fetch(request)
 
-    def mint_counts(self, **kwargs):
-        return self._here().mint_counts(**kwargs)
+    def mint_counts(self, *, chain: str, interval_s: int, start_ms: int, end_ms: int) -> pl.DataFrame:
+        return self._here().mint_counts(chain=chain, interval_s=interval_s, start_ms=start_ms, end_ms=end_ms)
 
     def close(self) -> None:
         """Nothing: the sources opened where tasks ran live as long as their worker."""
