@@ -27,7 +27,7 @@ import secrets
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from .spec import InputError, LakesliceError, RunError
+from .errors import InputError, LakesliceError, RunError
 
 __all__ = ["DaskExecutor", "parse_address", "worker_versions"]
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Protocol, TypeVar
 
-from .spec import InputError
+from .errors import InputError
 
 T = TypeVar("T")
 R = TypeVar("R")

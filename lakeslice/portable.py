@@ -25,13 +25,12 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import polars as pl
 import pyarrow as pa
 
+from .errors import InputError, split_credentials
 from .sources.base import CandleRequest, Source, SourceInfo
-from .spec import InputError
 
 __all__ = ["SourceSpec", "PortableSource", "PortableStore", "per_thread"]
 
@@ -66,7 +65,7 @@ class SourceSpec:
 
     def __post_init__(self) -> None:
         for what, text in (("--source", self.url), ("--source-shards", self.shards)):
-            if text and _has_password(text):
+            if text and _has_password(text, what):
                 raise InputError(
                     f"{what}: a password in the URL would travel to every worker; remove it and set"
                     " LAKESLICE_CLICKHOUSE_PASSWORD in the workers' environment"
@@ -78,13 +77,12 @@ class SourceSpec:
         return open_source(self.url, table=self.table, data_root=self.data_root, shards=self.shards)
 
 
-def _has_password(text: str) -> bool:
-    """Any ``scheme://user:password@`` in ``text`` (a URL or a ``--source-shards`` list)."""
-    for part in text.split("://")[1:]:
-        netloc = urlsplit("x://" + part).netloc
-        if "@" in netloc and ":" in netloc.rsplit("@", 1)[0]:
-            return True
-    return False
+def _has_password(text: str, what: str) -> bool:
+    """A password in the URL ``text``, or in any URL of a ``--source-shards`` list."""
+    from .sources.sharded import parse_shards
+
+    urls = [s.url for s in parse_shards(text)] if what == "--source-shards" else [text]
+    return any(split_credentials(url).password is not None for url in urls)
 
 
 class PortableSource:

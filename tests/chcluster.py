@@ -12,6 +12,8 @@ of ``n`` holds the buckets ``[256·i/n, 256·(i+1)/n)``, i.e. with two shards ``
 
 from __future__ import annotations
 
+import socket
+
 from chserver import ClickHouseServer
 
 CLUSTER = "lake_cluster"
@@ -31,11 +33,25 @@ def _remote_servers_xml(ports: list[int]) -> str:
     )
 
 
+def _distinct_ports(n: int) -> list[int]:
+    """``n`` free loopback ports, all different (each socket is held until all are picked)."""
+    socks = []
+    try:
+        for _ in range(n):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            socks.append(sock)
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 class ClickHouseCluster:
     """``n`` ClickHouse servers on loopback that know each other as the shards of :data:`CLUSTER`."""
 
     def __init__(self, n: int = 2):
-        self.shards = [ClickHouseServer() for _ in range(n)]
+        self.shards = [ClickHouseServer(port=port) for port in _distinct_ports(n)]
         xml = _remote_servers_xml([s.port for s in self.shards])
         for server in self.shards:
             (server.root / "config.d").mkdir(exist_ok=True)

@@ -19,7 +19,7 @@ import pytest
 from daskcluster import dask_url, local_cluster
 
 from lakeslice.dask_executor import DaskExecutor, parse_address, worker_versions
-from lakeslice.spec import InputError, RunError
+from lakeslice.errors import InputError, RunError
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is part of the test extra")
 # (importorskip only documents the dependency: `make install` installs it, so it never skips)
@@ -179,16 +179,21 @@ class Recorder:
 
 
 @pytest.fixture(scope="module")
-def local_run(ch_source, tmp_path_factory):
+def local_export(ch_source, tmp_path_factory):
+    """The reference: the export with local threads, and the progress calls it made."""
     mp = pytest.MonkeyPatch()
     mp.setenv("SOURCE_DATE_EPOCH", EPOCH)
     try:
         progress = Recorder()
         run = _export(ch_source, tmp_path_factory.mktemp("local"), executor="local", progress=progress)
-        run.extra["progress"] = progress.calls
-        return run
+        return run, progress.calls
     finally:
         mp.undo()
+
+
+@pytest.fixture(scope="module")
+def local_run(local_export):
+    return local_export[0]
 
 
 def test_the_plan_has_several_groups(ch_source, local_run):
@@ -205,14 +210,15 @@ def test_the_plan_has_several_groups(ch_source, local_run):
     assert slices["mint_buckets"] > 100 and slices["rows"] > 50_000
 
 
-def test_dask_export_equals_local(ch_source, local_run, dask_cluster, tmp_path, monkeypatch):
+def test_dask_export_equals_local(ch_source, local_export, dask_cluster, tmp_path, monkeypatch):
     """Same files, manifest bytes, content_sha256 and progress; tasks ran on both workers."""
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
+    local_run, local_progress = local_export
     progress = Recorder()
     run = _export(ch_source, tmp_path, executor=dask_url(dask_cluster), progress=progress)
     assert run_files(run.run_dir) == run_files(local_run.run_dir)
     # the same stages, groups done and rows, in the same order as locally
-    assert progress.calls == local_run.extra["progress"]
+    assert progress.calls == local_progress
     advances = [c for c in progress.calls if c[0] == "advance"]
     assert len(advances) >= 3 and sum(c[2] for c in advances) == run.rows_fetched
     assert run.manifest["content_sha256"] == local_run.manifest["content_sha256"]

@@ -18,15 +18,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 from chcluster import BUCKET_SQL, ClickHouseCluster
-from conftest import QUANTBOT_COLUMNS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lakeslice import export_run_slices, verify_dir
+from lakeslice.errors import InputError
 from lakeslice.export import bucket_groups
 from lakeslice.sources import CandleRequest, open_source
+from lakeslice.sources.base import QUANTBOT_COLUMNS
 from lakeslice.sources.sharded import parse_shards
-from lakeslice.spec import InputError
 
 DB = "shardlake"  # the logical table: Distributed on the cluster, MergeTree on the single server
 LOCAL_DB = "shardlocal"  # each shard's own part

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 import polars as pl
 import pyarrow as pa
 
-from ..spec import InputError
+from ..errors import InputError, redact
 from .base import CandleRequest, Source
 
 __all__ = ["Shard", "ShardedSource", "parse_shards"]
@@ -54,8 +54,6 @@ def parse_shards(text: str) -> list[Shard]:
     >>> [s.buckets for s in parse_shards("80-ff=chdb://b, 00-7f=chdb://a")]
     ['00-7f', '80-ff']
     """
-    from . import redact
-
     if not isinstance(text, str) or not text.strip():
         raise InputError(
             "--source-shards: empty; expected e.g. 00-7f=clickhouse://h1/db,80-ff=clickhouse://h2/db"
