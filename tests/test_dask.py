@@ -26,8 +26,18 @@ distributed = pytest.importorskip("distributed", reason="the dask extra is part 
 
 
 @pytest.fixture(scope="module")
-def dask_cluster():
-    cluster = local_cluster(2)
+def dask_cluster(s3_server):
+    """Two worker processes whose own environment holds every credential they use.
+
+    ClickHouse: user ``lake`` with its password (the coordinator reads as ``default``, without
+    one: the same rows); S3: the test server's keys. Tasks carry none of them.
+    """
+    env = {
+        **s3_server.env(),
+        "LAKESLICE_CLICKHOUSE_USER": "lake",
+        "LAKESLICE_CLICKHOUSE_PASSWORD": PASSWORD,
+    }
+    cluster = local_cluster(2, env=env)
     try:
         yield cluster
     finally:
@@ -275,12 +285,11 @@ def test_bad_executor_is_exit_2(ch_source, tmp_path):
     )
 
 
-def test_dask_export_to_s3_equals_local(ch_source, local_run, s3_server, tmp_path, monkeypatch):
+def test_dask_export_to_s3_equals_local(ch_source, local_run, dask_cluster, s3_server, tmp_path, monkeypatch):
     """Workers write their parts to S3 with their own credentials, ClickHouse's included.
 
-    The workers' environment holds the AWS keys and the ClickHouse password of user ``lake``;
-    the coordinator has the AWS keys (it writes coverage and the seal) but no ClickHouse
-    password, and the source URL names the user only: nothing secret travels in a task.
+    The coordinator has the AWS keys (it writes coverage and the seal) but no ClickHouse
+    password; the workers read as user ``lake`` with the password of their environment.
     """
     bucket = "dask-lake"
     s3_server.make_bucket(bucket)
@@ -288,13 +297,7 @@ def test_dask_export_to_s3_equals_local(ch_source, local_run, s3_server, tmp_pat
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
     monkeypatch.delenv("LAKESLICE_CLICKHOUSE_PASSWORD", raising=False)
-    worker_env = {**s3_server.env(), "LAKESLICE_CLICKHOUSE_PASSWORD": PASSWORD}
-    url = ch_source[0].replace("clickhouse://", "clickhouse://lake@")
-    cluster = local_cluster(2, env=worker_env)
-    try:
-        run = _export(ch_source, f"s3://{bucket}/p", source=url, executor=dask_url(cluster))
-    finally:
-        cluster.close()
+    run = _export(ch_source, f"s3://{bucket}/p", executor=dask_url(dask_cluster))
     fs = s3_server.filesystem()
     prefix = f"{bucket}/p/lake/runs/run_id=d/"
     from pyarrow import fs as pafs
