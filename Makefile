@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.install-stamp
 DATA    ?= data
 
-.PHONY: install clickhouse test test-fast demo bench lint clean
+.PHONY: install clickhouse chromium test test-fast demo bench lint clean
 
 install: $(STAMP)
 
@@ -19,7 +19,11 @@ $(STAMP): pyproject.toml
 clickhouse:
 	bash scripts/ensure-clickhouse.sh
 
-test: install clickhouse lint
+# Debian's chromium for the report's browser test (installs with apt-get when root).
+chromium:
+	bash scripts/ensure-chromium.sh
+
+test: install clickhouse chromium lint
 	$(BIN)/python -m pytest
 
 # No ClickHouse server, no kill/crash or fuzz tests: the quick loop while developing.

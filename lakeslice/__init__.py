@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import json
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .alerts import normalize_alerts, read_alerts
+from .catalog import diff_runs
 from .corpus import CorpusResult, export_corpus
 from .executor import Executor, LocalExecutor, open_executor
 from .export import ExportResult, GroupResult, GroupTask, RunPlan, export_run_slices, plan_run, run_group
-from .lake.read import scan_corpus, scan_coverage, scan_run, scan_windows
+from .lake.read import scan_corpus, scan_coverage, scan_run
 from .lake.verify import verify_dir
 from .spec import InputError, LakesliceError, RunError, Window, parse_interval, parse_window
+from .study import event_profile, event_returns, scan_windows
 from .transforms import (
     coverage,
     floor_to_interval,
@@ -51,6 +54,30 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'lakeslice' has no attribute {name!r}")
 
 
+def write_report(
+    run_dir: str | Path,
+    *,
+    output: str | Path = "report.html",
+    png_dir: str | Path | None = None,
+    base_k: int = 0,
+    kind: str = "log",
+) -> Path:
+    """The run report page (needs the ``report`` extra); see :func:`lakeslice.report.write_report`.
+
+    >>> import tempfile, lakeslice as ls
+    >>> root = tempfile.mkdtemp()
+    >>> run = ls.export_run_slices(
+    ...     "fixtures/alerts.csv", interval="1m", window="pre2_post3",
+    ...     source="parquet://fixtures/candles.parquet", run_id="doc", data_root=root,
+    ... )
+    >>> ls.write_report(run.run_dir, output=f"{root}/report.html").name
+    'report.html'
+    """
+    from .report import write_report as write
+
+    return write(run_dir, output=output, png_dir=png_dir, base_k=base_k, kind=kind)
+
+
 __all__ = [
     "__version__",
     "parse_interval",
@@ -80,7 +107,11 @@ __all__ = [
     "scan_windows",
     "scan_coverage",
     "scan_corpus",
+    "event_returns",
+    "event_profile",
     "verify_dir",
+    "diff_runs",
+    "write_report",
     "json_schema",
     "LakesliceError",
     "InputError",

@@ -288,6 +288,44 @@ def show(
         _fail(exc, "table")
 
 
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="A sealed run directory."),
+    output: Path = typer.Option(Path("report.html"), "--output", "-o", help="The HTML page to write."),
+    png: Path = typer.Option(None, "--png", help="Also write every chart as a PNG into this directory."),
+    base_k: int = typer.Option(0, "--base-k", help="Slot of the base price (or the last candle before)."),
+    kind: str = typer.Option("log", "--kind", help="Returns: log or simple."),
+) -> None:
+    """One self-contained HTML page (works offline): spec, seal, coverage, lake, event profile."""
+    try:
+        from .report import write_report
+
+        page = write_report(run_dir, output=output, png_dir=png, base_k=base_k, kind=kind)
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc, "table")
+    typer.echo(str(page))
+
+
+@app.command()
+def diff(
+    run_a: Path = typer.Argument(..., help="The first sealed run directory."),
+    run_b: Path = typer.Argument(..., help="The second sealed run directory."),
+    format: Format = typer.Option(Format.table, "--format", help="table (default) or json."),
+) -> None:
+    """What changed from RUN_A to RUN_B: spec, files, rows per bucket, alerts' coverage."""
+    fmt = format.value
+    try:
+        from .catalog import diff_runs, render_diff
+
+        result = diff_runs(run_a, run_b)
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc, fmt)
+    if fmt == "json":
+        typer.echo(json.dumps(result, sort_keys=True))
+    else:
+        typer.echo(render_diff(result))
+
+
 def main() -> None:
     app()
 

@@ -340,6 +340,12 @@ def plan_run(alerts: str | Path | pl.DataFrame, options: ExportOptions, *, sourc
     """Stage 1: validated options, normalized alerts, windows, merged ranges, bucket groups.
 
     The ``source`` is asked only for its label, snapshot and preferred group size.
+
+    >>> src = open_source("parquet://fixtures/candles.parquet")
+    >>> plan = plan_run("fixtures/alerts.csv", ExportOptions(interval="1m", window="pre5_post10",
+    ...                 run_id="doc"), source=src)
+    >>> plan.key, len(plan.groups), plan.alerts.height
+    ('lake/runs/run_id=doc', 1, 8)
     """
     spec = options.resolve()
     run_id = check_run_id(options.run_id) if options.run_id is not None else new_run_id()
@@ -419,7 +425,17 @@ def run_groups(
 
 
 def run_group(task: GroupTask, *, source: Source, store: Store) -> GroupResult:
-    """Stage 2 for one bucket group: fetch, transform, write its part files through ``store``."""
+    """Stage 2 for one bucket group: fetch, transform, write its part files through ``store``.
+
+    >>> import tempfile
+    >>> from lakeslice.lake.store import LocalStore
+    >>> src = open_source("parquet://fixtures/candles.parquet")
+    >>> plan = plan_run("fixtures/alerts.csv", ExportOptions(interval="1m", window="pre5_post10"),
+    ...                 source=src)
+    >>> res = run_group(plan.tasks("staged")[0], source=src, store=LocalStore(tempfile.mkdtemp()))
+    >>> len(res.files), res.coverage.height, res.rows_fetched, res.files[0].path
+    (4, 8, 93, 'slices/ohlcv/interval=1m/window=pre5_post10/mint_bucket=24/part-0000.parquet')
+    """
     with _fetching(source):
         frame = fetch_frame(
             source, chain=task.chain, interval_s=task.interval_s, ranges=task.ranges, buckets=task.buckets

@@ -456,7 +456,7 @@ def test_failed_export_leaves_nothing(tmp_path):
 
 
 def test_scan_windows_offsets(golden, reference):
-    from lakeslice.lake.read import scan_windows
+    from lakeslice import scan_windows
 
     got = scan_windows(golden["run_dir"]).collect()
     assert {"alert_id", "mint", "ts", "k"} <= set(got.columns)
@@ -481,7 +481,7 @@ def test_scan_windows_offsets(golden, reference):
 
 
 def test_scan_windows_only_kept_alerts(tmp_path, reference):
-    from lakeslice.lake.read import scan_windows
+    from lakeslice import scan_windows
 
     res = cli(
         export_args(

@@ -140,7 +140,8 @@ def test_verify_missing_dir(tmp_path):
 
 
 def test_readers_refuse_unsealed(copy):
-    from lakeslice.lake.read import scan_coverage, scan_run, scan_windows
+    from lakeslice import scan_windows
+    from lakeslice.lake.read import scan_coverage, scan_run
 
     (copy / "manifest.json").unlink()
     for fn in (scan_run, scan_windows, scan_coverage):

@@ -210,40 +210,6 @@ def read_run_manifest(run_dir: str | Path) -> Manifest:
     return cast(Manifest, _run(run_dir, False)[2])
 
 
-def scan_windows(run_dir: str | Path, *, verify: bool = False) -> pl.LazyFrame:
-    """Event-study view: one row per (kept alert, candle in its window) with offset ``k``.
-
-    ``k = (ts - anchor) / interval``: negative before the anchor, 0 at it.
-
-    >>> import tempfile, lakeslice as ls
-    >>> run = ls.export_run_slices("fixtures/alerts.csv", interval="1m", window="pre5_post10",
-    ...                            source="parquet://fixtures/candles.parquet",
-    ...                            data_root=tempfile.mkdtemp(), run_id="doc").run_dir
-    >>> at_anchor = scan_windows(run).filter(pl.col("k") == 0).sort("alert_id").collect()
-    >>> at_anchor["alert_id"].to_list()
-    ['a1', 'a2', 'a3', 'a5', 'a6', 'a8']
-    """
-    manifest = read_run_manifest(run_dir)
-    width_ms = int(manifest["slice_spec"]["interval_s"]) * 1000
-    alerts = (
-        scan_coverage(run_dir)
-        .filter("kept")
-        .select("alert_id", "mint", "alert_ts_ms", "anchor_ts_ms", "window_start_ts_ms", "window_end_ts_ms")
-    )
-    candles = scan_run(run_dir, verify=verify).with_columns(_ts_ms=pl.col("ts").dt.epoch("ms"))
-    # Joined on mint then cut to each window: fine for notebook-sized runs.
-    return (
-        alerts.join(candles, on="mint", how="inner")
-        .filter(
-            (pl.col("_ts_ms") >= pl.col("window_start_ts_ms"))
-            & (pl.col("_ts_ms") < pl.col("window_end_ts_ms"))
-        )
-        .with_columns(k=((pl.col("_ts_ms") - pl.col("anchor_ts_ms")) // width_ms).cast(pl.Int32))
-        .drop("_ts_ms", "window_start_ts_ms", "window_end_ts_ms")
-        .sort("alert_id", "ts")
-    )
-
-
 # --------------------------------------------------------------------------------------------
 # Corpus
 
@@ -342,7 +308,12 @@ def scan_corpus(
 
     Only days with a seal are read, each file checked against its day's seal.
 
-    >>> scan_corpus("data", interval="1m", start="2024-01-01", end="2024-01-08")  # doctest: +SKIP
+    >>> import tempfile, lakeslice as ls
+    >>> root = tempfile.mkdtemp()
+    >>> _ = ls.export_corpus(interval="1m", date_from="2024-01-01", date_to="2024-01-02",
+    ...                      source="parquet://fixtures/candles.parquet", data_root=root)
+    >>> scan_corpus(root, interval="1m", start="2024-01-01").group_by("date").len().collect().rows()
+    [('2024-01-01', 743)]
     """
     from ..spec import format_interval, parse_interval
     from ..transforms import SLICE_SCHEMA
