@@ -4,16 +4,29 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.install-stamp
 DATA    ?= data
+LOCK    := requirements.lock
 
-.PHONY: install clickhouse chromium test test-fast demo bench lint clean
+.PHONY: install lock clickhouse chromium test test-fast demo bench lint clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The lock pins every library (Parquet bytes depend on the polars and pyarrow versions, and
+# the manifest records them): installs are reproducible. `make lock` regenerates it.
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -c $(LOCK) -e '.[test]'
 	touch $(STAMP)
+
+# Resolve the newest versions that fit pyproject.toml in a fresh venv and pin them all.
+lock:
+	rm -rf .lock-venv
+	$(PY) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install -q --upgrade pip
+	.lock-venv/bin/python -m pip install -q '.[test]'
+	( echo "# pinned by 'make lock' from pyproject.toml (extra: test); 'make install' uses it as constraints"; \
+	  .lock-venv/bin/python -m pip freeze --exclude lakeslice ) > $(LOCK)
+	rm -rf .lock-venv build
 
 # Debian's clickhouse-server for the test fixture (installs with apt-get when root).
 clickhouse:
@@ -35,6 +48,7 @@ demo: install
 	$(BIN)/lakeslice export --alerts $(DATA)/demo_alerts.parquet --interval 1m \
 	  --window pre52_post200 --run-id demo --data-root $(DATA) --overwrite
 	$(BIN)/lakeslice show $(DATA)/lake/runs/run_id=demo
+	@echo "The lakeslice command is $(BIN)/lakeslice (or: . $(BIN)/activate, then lakeslice --help)."
 
 bench: install clickhouse
 	$(BIN)/python -m benchmarks.run
@@ -45,4 +59,4 @@ lint: install
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) $(DATA) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(DATA) .pytest_cache .ruff_cache .hypothesis .lock-venv

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from .catalog import diff_runs
 from .corpus import CorpusResult, export_corpus
 from .executor import Executor, LocalExecutor, open_executor
 from .export import ExportResult, GroupResult, GroupTask, RunPlan, export_run_slices, plan_run, run_group
+from .lake.catalog import list_runs
 from .lake.read import scan_corpus, scan_coverage, scan_run
 from .lake.verify import verify_dir
 from .spec import InputError, LakesliceError, RunError, Window, parse_interval, parse_window
@@ -29,6 +31,9 @@ from .transforms import (
     mint_bucket,
     slice_windows,
 )
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def json_schema(name: str) -> dict[str, Any]:
@@ -52,6 +57,18 @@ def __getattr__(name: str) -> Any:
 
         return DaskExecutor
     raise AttributeError(f"module 'lakeslice' has no attribute {name!r}")
+
+
+def progress_bar(*, enabled: bool = True, console: Console | None = None) -> AbstractContextManager[Any]:
+    """A rich progress bar (terminal or Jupyter) to pass as ``progress=`` to an export.
+
+    >>> with progress_bar(enabled=False) as p:  # in a notebook: with ls.progress_bar() as p:
+    ...     p is None
+    True
+    """
+    from .render import progress_bar as bar
+
+    return bar(enabled=enabled, console=console)
 
 
 def write_report(
@@ -110,6 +127,8 @@ __all__ = [
     "event_returns",
     "event_profile",
     "verify_dir",
+    "list_runs",
+    "progress_bar",
     "diff_runs",
     "write_report",
     "json_schema",

@@ -6,7 +6,6 @@ bad usage or input, 1 for a failure while running.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -24,24 +23,32 @@ from ._version import __version__
 from .corpus import export_corpus, read_mints
 from .errors import InputError, LakesliceError, error_line, redact
 from .export import export_run_slices
-from .lake.verify import verify_path
+from .lake.catalog import list_runs
+from .lake.verify import verify_root
 from .options import ExportOptions
-from .render import progress_bar, render_corpus, render_export, render_show, render_verify
+from .render import (
+    progress_bar,
+    render_corpus,
+    render_export,
+    render_runs,
+    render_show,
+    render_verify,
+    show_json,
+    verify_json,
+)
 
 app = typer.Typer(
     name="lakeslice",
     help="Export OHLCV candle windows around alerts into a sealed Parquet lake.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    # plain help: Rich markup would read "[default: …]" in a help line as a tag and drop it,
+    # and Rich's narrow help column cuts long values such as URLs with "…"
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True, highlight=False)
-
-EXPORT_DEFAULTS: dict[str, Any] = {
-    **{f.name: f.default for f in dataclasses.fields(ExportOptions)},
-    "alerts": None,
-    "format": "table",
-}
 
 
 class Format(str, Enum):
@@ -55,6 +62,41 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _set_verbose(value: bool) -> None:
+    """``-v`` anywhere on the line (before or after the command): INFO logs on stderr."""
+    if value:
+        logging.getLogger().setLevel(logging.INFO)
+
+
+def _verbose_option() -> Any:
+    return typer.Option(
+        False,
+        "--verbose",
+        "-v",
+        callback=_set_verbose,
+        expose_value=False,
+        help="Log progress details to stderr.",
+    )
+
+
+def _format_option(help: str = "Output: table (human) or json (one object on stdout).") -> Any:
+    return typer.Option(Format.table, "--format", help=help, show_default=True)
+
+
+def _option(name: str, *decls: str, required: bool = False, **kwargs: Any) -> Any:
+    """A flag of export option ``name``: its default and help line come from ExportOptions.
+
+    ``required`` options stay None by default so that ``--config`` may give them.
+    """
+    return typer.Option(
+        ExportOptions.default(name),
+        *(decls or (f"--{name.replace('_', '-')}",)),
+        help=ExportOptions.help(name) + (" Required (flag or config)." if required else ""),
+        show_default=True,
+        **kwargs,
+    )
+
+
 @app.callback()
 def _main(
     version: bool = typer.Option(
@@ -62,11 +104,8 @@ def _main(
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details to stderr."),
 ) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="lakeslice: %(message)s",
-        stream=sys.stderr,
-    )
+    logging.basicConfig(format="lakeslice: %(message)s", stream=sys.stderr)
+    logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_redact_record)
     # clickhouse_driver logs every failed connect at WARNING with a traceback; our own error
@@ -96,11 +135,29 @@ def _fail(exc: BaseException, fmt: str, *, source: str | None = None) -> None:
         code, status = exc.code, exc.exit_code
     else:
         code, status = "internal_error", 1
-    message = redact(error_line(exc), urls=[source, *_command_line_urls()])
+    message = redact(error_line(exc), urls=[source, *_command_line_urls()]) + _missing_extra(exc)
     if fmt == "json":
         typer.echo(json.dumps({"error": {"code": code, "message": message}}, sort_keys=True))
     err.print(f"lakeslice: error: {message}", markup=False, soft_wrap=True)
     raise typer.Exit(status)
+
+
+#: Optional packages and the extra of lakeslice that installs each.
+EXTRAS = {"chdb": "chdb", "clickhouse_driver": "clickhouse", "duckdb": "duckdb", "ipywidgets": "notebook"}
+
+
+def _missing_extra(exc: BaseException | None) -> str:
+    """How to install the optional package whose absence caused ``exc`` (or nothing).
+
+    >>> _missing_extra(ModuleNotFoundError("No module named 'chdb'", name="chdb"))
+    " (pip install 'lakeslice[chdb]')"
+    """
+    while exc is not None:
+        package = (exc.name or "").split(".")[0] if isinstance(exc, ModuleNotFoundError) else ""
+        if package in EXTRAS:
+            return f" (pip install 'lakeslice[{EXTRAS[package]}]')"
+        exc = exc.__cause__ or exc.__context__
+    return ""
 
 
 def _check_config(data: dict[str, Any], config: str) -> None:
@@ -128,118 +185,124 @@ def _load_config(config: str | None) -> dict[str, Any]:
     return data
 
 
-def _merge(flags: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    """Command-line flags override the config file, which overrides the defaults."""
-    out = dict(EXPORT_DEFAULTS)
-    out.update({k: v for k, v in config.items() if v is not None})
-    out.update({k: v for k, v in flags.items() if v is not None})
-    for required in ("alerts", "interval", "window"):
-        if out.get(required) in (None, ""):
-            raise InputError(f"missing option --{required.replace('_', '-')}")
-    return out
+def _apply_config(ctx: typer.Context, config: str | None) -> str | None:
+    """``--config``: the file's options become the defaults of the flags (Click's default_map).
+
+    Flags given on the command line (or in ``LAKESLICE_SOURCE``) still win. A bad config is
+    kept for the command to report, so that it is shaped by ``--format`` like any error.
+    """
+    try:
+        data = _load_config(config)
+    except InputError as exc:
+        ctx.meta["lakeslice.config_error"] = exc
+        return config
+    ctx.meta["lakeslice.config_json"] = data.get("format") == "json"
+    try:
+        _check_config(data, config or "")
+    except InputError as exc:
+        ctx.meta["lakeslice.config_error"] = exc
+        return config
+    ctx.default_map = {**(ctx.default_map or {}), **{k: v for k, v in data.items() if v is not None}}
+    return config
+
+
+def _error_format(ctx: typer.Context, fmt: Format) -> str:
+    """The format errors are reported in: the flag's, or a config's when it failed to load."""
+    source = ctx.get_parameter_source("format")
+    given = source is not None and source.name == "COMMANDLINE"
+    return "json" if fmt == Format.json or (not given and ctx.meta.get("lakeslice.config_json")) else "table"
 
 
 @app.command()
 def export(
-    alerts: str = typer.Option(None, "--alerts", help="Alerts file (.parquet or .csv)."),
-    interval: str = typer.Option(None, "--interval", help="Candle interval: 1s, 1m, 5m, 1h, 1d."),
-    window: str = typer.Option(None, "--window", help="Window preN_postM, e.g. pre52_post4948."),
-    run_id: str = typer.Option(None, "--run-id", help="Run id (default: UTC time + suffix)."),
-    data_root: str = typer.Option(None, "--data-root", help="Lake root [default: data]."),
-    chain: str = typer.Option(None, "--chain", help="Chain [default: solana]."),
-    compression: str = typer.Option(None, "--compression", help="zstd (default), snappy, none."),
-    target_file_mb: float = typer.Option(None, "--target-file-mb", help="Part size [512]."),
-    strict_coverage: bool = typer.Option(None, "--strict-coverage/--no-strict-coverage"),
-    min_required_pre: int = typer.Option(
-        None, "--min-required-pre", help=ExportOptions.help("min_required_pre")
-    ),
-    target_total: int = typer.Option(None, "--target-total", help=ExportOptions.help("target_total")),
-    format: Format = typer.Option(None, "--format", help="table (default) or json."),
-    source: str = typer.Option(
+    ctx: typer.Context,
+    alerts: str = typer.Option(None, "--alerts", help="Alerts file (.parquet or .csv). Required."),
+    interval: str = _option("interval", required=True),
+    window: str = _option("window", required=True),
+    run_id: str = _option("run_id"),
+    data_root: str = _option("data_root"),
+    chain: str = _option("chain"),
+    compression: str = _option("compression"),
+    target_file_mb: float = _option("target_file_mb"),
+    strict_coverage: bool = _option("strict_coverage", "--strict-coverage/--no-strict-coverage"),
+    min_required_pre: int = _option("min_required_pre"),
+    target_total: int = _option("target_total"),
+    format: Format = _format_option(),
+    source: str = _option("source", envvar="LAKESLICE_SOURCE", show_envvar=True),
+    table: str = _option("table"),
+    overwrite: bool = _option("overwrite", "--overwrite/--no-overwrite"),
+    config: str = typer.Option(
         None,
-        "--source",
-        help="clickhouse://, chdb://, parquet:// or corpus:// URL.",
-        envvar="LAKESLICE_SOURCE",
-        show_envvar=True,
+        "--config",
+        help="JSON object of these options (snake_case keys), a file or - for stdin; flags win.",
+        callback=_apply_config,
+        is_eager=True,
     ),
-    table: str = typer.Option(None, "--table", help="Source table [ohlcv_candles]."),
-    source_shards: str = typer.Option(None, "--source-shards", help=ExportOptions.help("source_shards")),
-    executor: str = typer.Option(None, "--executor", help=ExportOptions.help("executor")),
-    overwrite: bool = typer.Option(None, "--overwrite/--no-overwrite", help="Replace a sealed run."),
-    config: str = typer.Option(None, "--config", help="JSON options file, or - for stdin."),
+    source_shards: str = _option("source_shards"),
+    executor: str = _option("executor"),
+    _verbose: bool = _verbose_option(),
 ) -> None:
     """Cut the candle windows around each alert into a sealed run."""
-    flags = dict(locals())
-    flags.pop("config")
-    flags["format"] = format.value if format else None
-    fmt = "json" if (flags["format"] == "json") else "table"
-    url = flags["source"]
+    fmt = _error_format(ctx, format)
     try:
-        loaded = _load_config(config)
-        url = url or loaded.get("source")
-        # a config's "format": "json" also shapes errors found while merging (a missing --window)
-        if flags["format"] is None and loaded.get("format") == "json":
-            fmt = "json"
-        _check_config(loaded, config)
-        opts = _merge(flags, loaded)
-        fmt = opts["format"]
-        if fmt not in ("table", "json"):
-            raise InputError(f"format {fmt!r}: expected table or json")
+        if "lakeslice.config_error" in ctx.meta:
+            raise ctx.meta["lakeslice.config_error"]
+        for name, value in (("alerts", alerts), ("interval", interval), ("window", window)):
+            if value in (None, ""):
+                raise InputError(f"missing option --{name}")
         with progress_bar(enabled=fmt != "json") as progress:
             result = export_run_slices(
-                opts["alerts"],
-                interval=opts["interval"],
-                window=opts["window"],
-                source=opts["source"],
-                table=opts["table"],
-                source_shards=opts["source_shards"],
-                executor=opts["executor"],
-                data_root=opts["data_root"],
-                run_id=opts["run_id"],
-                chain=opts["chain"],
-                compression=opts["compression"],
-                target_file_mb=opts["target_file_mb"],
-                strict_coverage=opts["strict_coverage"],
-                min_required_pre=opts["min_required_pre"],
-                target_total=opts["target_total"],
-                overwrite=opts["overwrite"],
+                alerts,
+                interval=interval,
+                window=window,
+                source=source,
+                table=table,
+                source_shards=source_shards,
+                executor=executor,
+                data_root=data_root,
+                run_id=run_id,
+                chain=chain,
+                compression=compression,
+                target_file_mb=target_file_mb,
+                strict_coverage=strict_coverage,
+                min_required_pre=min_required_pre,
+                target_total=target_total,
+                overwrite=overwrite,
                 progress=progress,
             )
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line
-        _fail(exc, fmt, source=url if isinstance(url, str) else None)
+        _fail(exc, fmt, source=source)
+    for warning in result.warnings:
+        err.print(f"lakeslice: warning: {warning}", markup=False, soft_wrap=True, style="bold yellow")
     if fmt == "json":
         typer.echo(json.dumps(result.to_json(), sort_keys=True))
     else:
-        render_export(result)
+        render_export(result, source=redact(source or f"chdb://{Path(data_root) / 'chdb'}", urls=[source]))
 
 
 @app.command()
 def corpus(
-    interval: str = typer.Option(..., "--interval", help="Candle interval: 1s, 1m, 1h, ..."),
+    interval: str = typer.Option(..., "--interval", help=ExportOptions.help("interval")),
     date_from: str = typer.Option(..., "--from", help="First UTC day, YYYY-MM-DD."),
     date_to: str = typer.Option(..., "--to", help="Day after the last (exclusive), YYYY-MM-DD."),
     mints: Path = typer.Option(
         None,
         "--mints",
-        help="File of mints (one per line, or a CSV/Parquet with a mint column) to restrict the corpus to.",
+        help="File of mints (one per line, or a CSV/Parquet with a mint column) to restrict the corpus to"
+        " (such a corpus never replaces a whole day). [default: every mint]",
     ),
-    source: str = typer.Option(
-        None,
-        "--source",
-        envvar="LAKESLICE_SOURCE",
-        show_envvar=True,
-        help="clickhouse://, chdb:// or parquet:// URL.",
-    ),
-    table: str = typer.Option("ohlcv_candles", "--table"),
-    chain: str = typer.Option("solana", "--chain"),
-    data_root: str = typer.Option("data", "--data-root"),
-    compression: str = typer.Option("zstd", "--compression"),
-    target_file_mb: float = typer.Option(512.0, "--target-file-mb"),
-    format: Format = typer.Option(Format.table, "--format"),
-    source_shards: str = typer.Option(None, "--source-shards", help=ExportOptions.help("source_shards")),
-    executor: str = typer.Option("local", "--executor", help=ExportOptions.help("executor")),
+    source: str = _option("source", envvar="LAKESLICE_SOURCE", show_envvar=True),
+    table: str = _option("table"),
+    chain: str = _option("chain"),
+    data_root: str = _option("data_root"),
+    compression: str = _option("compression"),
+    target_file_mb: float = _option("target_file_mb"),
+    format: Format = _format_option(),
+    source_shards: str = _option("source_shards"),
+    executor: str = _option("executor"),
+    _verbose: bool = _verbose_option(),
 ) -> None:
-    """Export every candle of a chain and interval by UTC day into the corpus tree."""
+    """Export a chain's candles of one interval by UTC day into the corpus tree."""
     fmt = format.value
     try:
         with progress_bar(enabled=fmt != "json") as progress:
@@ -266,26 +329,71 @@ def corpus(
         render_corpus(result)
 
 
+LAKE_PATH_HELP = (
+    "A run directory, a runs directory, a data root, a corpus tree, or an s3:// run or corpus URL."
+)
+
+
 @app.command()
-def verify(run_dir: str = typer.Argument(..., help="A run directory or s3:// URL (or corpus root).")) -> None:
-    """Recompute every hash and row count of a sealed run; exit 1 on any mismatch."""
+def verify(
+    path: str = typer.Argument(..., help=LAKE_PATH_HELP, show_default=False),
+    format: Format = _format_option(),
+    _verbose: bool = _verbose_option(),
+) -> None:
+    """Check every run and corpus day under PATH against its seal.
+
+    Recomputes each listed file's size, SHA-256 and row count, lists every problem, and exits
+    1 on any. Counts are over the files listed in each seal (slices, coverage and alerts).
+    """
     try:
-        reports = verify_path(run_dir)
+        reports = verify_root(path)
     except Exception as exc:  # noqa: BLE001
-        _fail(exc, "table")
-    bad = render_verify(reports)
+        _fail(exc, format.value)
+    if format == Format.json:
+        typer.echo(json.dumps(verify_json(reports), sort_keys=True))
+        bad = any(not r.ok for r in reports)
+    else:
+        bad = render_verify(reports)
     raise typer.Exit(1 if bad else 0)
 
 
 @app.command()
 def show(
-    run_dir: str = typer.Argument(..., help="A sealed run directory or s3:// URL (or corpus root)."),
+    path: str = typer.Argument(..., help=LAKE_PATH_HELP, show_default=False),
+    format: Format = _format_option(),
+    _verbose: bool = _verbose_option(),
 ) -> None:
-    """A human summary of a sealed run: spec, buckets, files, rows, coverage."""
+    """Summarize a run, or list the runs and corpus days of a lake.
+
+    A run directory: spec, source, coverage, files and a histogram of candles per alert. A
+    runs directory or data root: one line per run (as ``ls``), then the corpus days if any."""
     try:
-        render_show(run_dir)
+        if format == Format.json:
+            typer.echo(json.dumps(show_json(path), sort_keys=True))
+        else:
+            render_show(path)
     except Exception as exc:  # noqa: BLE001
-        _fail(exc, "table")
+        _fail(exc, format.value)
+
+
+@app.command("ls")
+def ls_runs(
+    path: Path = typer.Argument(Path("data"), help="A data root or its runs directory.", show_default=True),
+    format: Format = _format_option(),
+    _verbose: bool = _verbose_option(),
+) -> None:
+    """List the runs of a lake.
+
+    One line per run: id, created, spec, alerts kept/dropped, candle rows, sealed files and
+    bytes, sealed or not, content_sha256."""
+    try:
+        runs = list_runs(path)
+        if format == Format.json:
+            typer.echo(json.dumps({"runs": runs.to_dicts()}, sort_keys=True))
+        else:
+            render_runs(runs, title=f"runs in {path}")
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc, format.value)
 
 
 @app.command()
@@ -327,7 +435,7 @@ def diff(
 
 
 def main() -> None:
-    app()
+    app(prog_name="lakeslice")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from .alerts import normalize_alerts, read_alerts
 from .errors import RunError
 from .executor import Executor, LocalExecutor, open_executor
 from .lake import layout
+from .lake.catalog import run_warnings
 from .lake.commit import Commit, open_commit
 from .lake.manifest import (
     LAKE_VERSION,
@@ -107,8 +108,14 @@ class ExportResult:
             "kept_events": m["coverage"]["kept_events"],
             "dropped_events": m["coverage"]["dropped_events"],
             "rows_fetched": self.rows_fetched,
+            "warnings": self.warnings,
             "manifest": m,
         }
+
+    @property
+    def warnings(self) -> list[str]:
+        """Why this run, though sealed, is likely useless (no alert kept, no candle): loud, not fatal."""
+        return run_warnings(self.manifest, rows_fetched=self.rows_fetched)
 
 
 def _under(base: Path | str, rel: str) -> Path | str:

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from .corpus import CorpusResult
 from .export import ExportResult
-from .lake.layout import hive_value
+from .lake.catalog import corpus_days, existing, kind_of, list_runs, run_warnings, source_name
+from .lake.manifest import CoverageSummary, Sealed
 from .lake.read import read_run_manifest, scan_coverage
 from .lake.store import scheme_of
 from .lake.verify import VerifyReport, verify_day
@@ -24,72 +28,167 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 
+class _Count(ProgressColumn):
+    """``done/total`` once the stage knows its total; nothing while it does not."""
+
+    def render(self, task: Task) -> Text:
+        if task.total is None:
+            return Text("")
+        return Text(f"{int(task.completed):,}/{int(task.total):,}", style="progress.download")
+
+
 class _Bar:
-    """Progress drawn as a rich bar: the stage, units done of the total, rows and rows/s."""
+    """Progress drawn as a rich bar: the stage, units done of the total, rows and rows/s.
+
+    A new stage is drawn at once (its total too), not at the next refresh tick, so a long
+    first unit never leaves the screen without the total.
+    """
 
     def __init__(self, bar: Progress) -> None:
         self._bar = bar
+        self._lock = threading.Lock()  # advance() comes from the fetch thread too
         self._task = bar.add_task("planning", total=None, rows=0, rate=0.0)
         self._rows = 0
         self._started = time.perf_counter()
 
     def stage(self, name: str, *, total: int | None = None) -> None:
-        self._bar.update(self._task, description=name, total=total, completed=0)
+        with self._lock:
+            # a task per stage: rich cannot set a task's total back to "unknown"
+            self._bar.remove_task(self._task)
+            self._task = self._bar.add_task(name, total=total, rows=self._rows, rate=self._rate())
+            self._bar.refresh()
+
+    def _rate(self) -> float:
+        return self._rows / max(time.perf_counter() - self._started, 1e-9)
 
     def advance(self, *, done: int = 0, rows: int = 0) -> None:
-        self._rows += rows
-        rate = self._rows / max(time.perf_counter() - self._started, 1e-9)
-        self._bar.update(self._task, advance=done, rows=self._rows, rate=rate)
+        with self._lock:
+            self._rows += rows
+            self._bar.update(self._task, advance=done, rows=self._rows, rate=self._rate())
 
 
 @contextlib.contextmanager
-def progress_bar(*, enabled: bool) -> Iterator[_Bar | None]:
-    """A :class:`lakeslice.progress.Progress` drawing a bar on stderr when it is a terminal."""
-    if not (enabled and err.is_terminal):
+def progress_bar(*, enabled: bool = True, console: Console | None = None) -> Iterator[_Bar | None]:
+    """A :class:`lakeslice.progress.Progress` drawn by rich on ``console`` (stderr by default).
+
+    Drawn in a terminal or in Jupyter (rich renders there with ``ipywidgets``, the
+    ``notebook`` extra); elsewhere (a pipe, a file) it yields None and nothing is drawn.
+
+    >>> with progress_bar(enabled=False) as p:
+    ...     print(p)
+    None
+    """
+    console = console or err
+    if not (enabled and (console.is_terminal or console.is_jupyter)):
         yield None
         return
     with Progress(
         TextColumn("[bold]{task.description}[/]"),
         BarColumn(),
-        MofNCompleteColumn(),
+        _Count(),
         TextColumn("· {task.fields[rows]:,} rows · {task.fields[rate]:,.0f} rows/s"),
         TimeElapsedColumn(),
-        console=err,
+        console=console,
         transient=True,
     ) as bar:
         yield _Bar(bar)
 
 
-def render_export(result: ExportResult) -> None:
+def _pairs(title: str) -> Table:
+    """A two-column table whose values wrap instead of being cut (hashes stay whole)."""
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("what", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    return table
+
+
+def sealed_counts(manifest: Sealed) -> tuple[int, int, int]:
+    """Files, rows and bytes of every file the seal lists: exactly what ``verify`` counts."""
+    files = manifest.get("files", [])
+    return len(files), sum(int(f["rows"]) for f in files), sum(int(f["bytes"]) for f in files)
+
+
+def render_export(result: ExportResult, *, source: str | None = None) -> None:
+    """The summary of an export on stdout; ``source`` is the URL it read (password-free)."""
     m = result.manifest
     s = m["outputs"]["slices"]
     c = m["coverage"]
-    table = Table(title=f"run {m['run_id']}", show_header=False, title_justify="left")
+    table = _pairs(f"run {m['run_id']}")
     table.add_row("run dir", str(result.run_dir))
+    named = source_name(m["inputs"]["source_snapshot"])
+    table.add_row("source", f"{source} ({named})" if source else named)
     table.add_row(
         "spec", f"{m['slice_spec']['interval']} {m['slice_spec']['window']} ({m['slice_spec']['chain']})"
     )
     table.add_row("rows fetched / written", f"{result.rows_fetched:,} / {s['rows']:,}")
-    table.add_row("files / bytes", f"{s['files']:,} / {s['bytes']:,} in {s['mint_buckets']} buckets")
-    table.add_row("alerts kept / dropped", f"{c['kept_events']:,} / {c['dropped_events']:,}")
+    table.add_row("slice files / bytes", f"{s['files']:,} / {s['bytes']:,} in {s['mint_buckets']} buckets")
+    table.add_row("alerts kept / dropped", _kept(c))
     table.add_row(
         "complete / partial / insufficient", f"{c['complete']:,} / {c['partial']:,} / {c['insufficient']:,}"
     )
     table.add_row("seconds", f"{result.seconds:.2f}")
-    table.add_row("content_sha256", m["content_sha256"])
     out.print(table)
+    # on a line of its own: a hash folded inside a table cell cannot be copied whole
+    out.print(f"content_sha256 {m['content_sha256']}", markup=False, soft_wrap=True)
+
+
+def _kept(c: CoverageSummary) -> str:
+    strict = f" (strict: pre >= {c['min_required_pre']}, total >= {c['target_total']})" if c["strict"] else ""
+    return f"{c['kept_events']:,} / {c['dropped_events']:,}{strict}"
+
+
+def _report_kind(report: VerifyReport) -> str:
+    return "day" if Path(report.run_dir).name.startswith("date=") else "run"
 
 
 def render_verify(reports: list[VerifyReport]) -> bool:
-    """Print one line per run or day; True when anything failed."""
-    bad = False
+    """One line per run or day, every problem on stderr, a summary line; True when any failed."""
     for r in reports:
         if r.ok:
-            out.print(f"ok {r.run_dir}: {r.files} files, {r.rows:,} rows, {r.bytes:,} bytes")
-        else:
-            bad = True
-            print(f"lakeslice: verify failed: {r.run_dir}: {r.problems[0]}", file=sys.stderr)
-    return bad
+            out.print(
+                f"ok {r.run_dir}: {r.files} sealed files, {r.rows:,} rows, {r.bytes:,} bytes",
+                markup=False,
+                soft_wrap=True,
+            )
+        for problem in r.problems:
+            err.print(f"lakeslice: verify failed: {r.run_dir}: {problem}", markup=False, soft_wrap=True)
+    summary = verify_json(reports)["summary"]
+    out.print(
+        f"verified {summary['runs']} runs and {summary['days']} corpus days: {summary['ok']} ok, "
+        f"{summary['failed']} failed, {summary['problems']} problems "
+        "(counts: the files each seal lists: slices, coverage and alerts of a run; a day's parts)",
+        markup=False,
+        soft_wrap=True,
+    )
+    return summary["failed"] > 0
+
+
+def verify_json(reports: list[VerifyReport]) -> dict[str, Any]:
+    """``verify --format json``: every run/day checked, its problems, and a summary."""
+    checked = [
+        {
+            "path": str(r.run_dir),
+            "kind": _report_kind(r),
+            "ok": r.ok,
+            "files": r.files,
+            "rows": r.rows,
+            "bytes": r.bytes,
+            "problems": list(r.problems),
+        }
+        for r in reports
+    ]
+    failed = sum(1 for r in reports if not r.ok)
+    return {
+        "ok": failed == 0,
+        "checked": checked,
+        "summary": {
+            "runs": sum(1 for r in reports if _report_kind(r) == "run"),
+            "days": sum(1 for r in reports if _report_kind(r) == "day"),
+            "ok": len(reports) - failed,
+            "failed": failed,
+            "problems": sum(len(r.problems) for r in reports),
+        },
+    }
 
 
 def histogram(values: pl.Series, *, bins: int = 10, width: int = 40) -> list[str]:
@@ -117,44 +216,121 @@ def histogram(values: pl.Series, *, bins: int = 10, width: int = 40) -> list[str
 
 
 def render_show(path: str | Path) -> None:
-    if scheme_of(path) is None:
-        path = Path(path)
-        if not (path / "manifest.json").is_file() and any(path.rglob("date=*")):
-            return _render_corpus(path)
+    """A run's summary, or the runs (and corpus days) of a runs directory, data root or corpus.
+
+    An ``s3://`` URL names a run (read through its manifest, like a local one).
+    """
+    if scheme_of(path) is not None:
+        return _render_run(path)
+    path = existing(path)
+    kind = kind_of(path)
+    if kind == "run":
+        return _render_run(path)
+    if kind in ("runs", "root"):
+        render_runs(list_runs(path), title=f"runs in {path}")
+    days = corpus_days(path) if kind in ("root", "corpus") else []
+    if days or kind == "corpus":
+        _render_corpus(path, days)
+
+
+def _render_run(path: str | Path) -> None:
     m = read_run_manifest(path)
     s, c, spec = m["outputs"]["slices"], m["coverage"], m["slice_spec"]
-    table = Table(title=f"run {m['run_id']} ({m['created_at']})", show_header=False, title_justify="left")
-    snap = m["inputs"]["source_snapshot"]
-    table.add_row("source", f"{snap.get('kind')} {snap.get('database') or ''}.{snap.get('table')}")
+    table = _pairs(f"run {m['run_id']} ({m['created_at']})")
+    table.add_row("source", source_name(m["inputs"]["source_snapshot"]))
     table.add_row("spec", f"{spec['interval']} {spec['window']} chain={spec['chain']}")
     table.add_row("alerts", f"{m['inputs']['alerts']['rows']:,}")
-    table.add_row("buckets / files", f"{s['mint_buckets']} / {s['files']}")
-    table.add_row("rows / bytes", f"{s['rows']:,} / {s['bytes']:,}")
-    table.add_row(
-        "kept / dropped",
-        f"{c['kept_events']:,} / {c['dropped_events']:,}" + (" (strict)" if c["strict"] else ""),
-    )
+    table.add_row("kept / dropped", _kept(c))
     table.add_row(
         "complete / partial / insufficient", f"{c['complete']:,} / {c['partial']:,} / {c['insufficient']:,}"
     )
-    table.add_row("content_sha256", m["content_sha256"])
+    table.add_row("slices: buckets / files", f"{s['mint_buckets']} / {s['files']}")
+    table.add_row("slices: rows / bytes", f"{s['rows']:,} / {s['bytes']:,}")
+    files, rows, size = sealed_counts(m)
+    table.add_row("sealed files / rows / bytes", f"{files} / {rows:,} / {size:,} (what verify checks)")
     out.print(table)
+    # on a line of its own: a hash folded inside a table cell cannot be copied whole
+    out.print(f"content_sha256 {m['content_sha256']}", markup=False, soft_wrap=True)
+    for warning in run_warnings(m):
+        out.print(f"warning: {warning}", markup=False, soft_wrap=True)
     cov = scan_coverage(path).select("available_total").collect()
     out.print("available_total per alert:")
     for line in histogram(cov["available_total"]):
         out.print("  " + line)
 
 
-def _render_corpus(path: Path) -> None:
-    table = Table(title=f"corpus {path}", title_justify="left")
-    for col in ("day", "sealed", "files", "rows", "bytes"):
-        table.add_column(col)
-    for day in sorted(p for p in path.rglob("date=*") if p.is_dir() and "_seals" not in p.parts):
-        r = verify_day(day)  # shows what verify would say: sealed and intact, or why not
-        sealed = "yes" if r.ok else f"[red]no[/] ({r.problems[0]})"
+def render_runs(runs: pl.DataFrame, *, title: str) -> None:
+    """The table of :func:`lakeslice.lake.catalog.list_runs`; hashes whole, never cut.
+
+    A terminal narrower than a table with the hash column gets the hashes listed below it.
+    """
+    if not runs.height:
+        out.print(f"{title}: no runs", markup=False)
+        return
+    wide = out.width >= 170
+    table = Table(title=title, title_justify="left")
+    columns = ["run_id", "created", "spec", "kept / dropped", "candle rows", "sealed files / bytes", "sealed"]
+    for col in columns + (["content_sha256"] if wide else []):
+        table.add_column(col, justify="right" if "/" in col or "rows" in col else "left", overflow="fold")
+    for r in runs.iter_rows(named=True):  # one line per run, not per candle
+        if not r["sealed"]:
+            table.add_row(r["run_id"], "", "", "", "", "", "[red]no[/] (no manifest.json)", *([""] * wide))
+            continue
         table.add_row(
-            hive_value(day.name, "date") or day.name, sealed, str(r.files), f"{r.rows:,}", f"{r.bytes:,}"
+            r["run_id"],
+            r["created_at"],
+            f"{r['interval']} {r['window']} {r['chain']}",
+            f"{r['alerts_kept']:,} / {r['alerts_dropped']:,}",
+            f"{r['rows']:,}",
+            f"{r['files']:,} / {r['bytes']:,}",
+            "yes",
+            *([r["content_sha256"]] if wide else []),
         )
+    out.print(table)
+    if not wide:
+        out.print("content_sha256:")
+        for run_id, sha in runs.filter("sealed").select("run_id", "content_sha256").iter_rows():
+            out.print(f"  {run_id}  {sha}", markup=False, soft_wrap=True)
+
+
+def show_json(path: str | Path) -> dict[str, Any]:
+    """``show --format json``: a run's manifest and sealed counts, or the runs and days listed."""
+    remote = scheme_of(path) is not None  # an s3:// URL names a run
+    path = path if remote else existing(path)
+    kind = "run" if remote else kind_of(Path(path))
+    doc: dict[str, Any] = {"kind": kind, "path": str(path)}
+    if kind == "run":
+        m = read_run_manifest(path)
+        files, rows, size = sealed_counts(m)
+        doc.update(manifest=m, sealed={"files": files, "rows": rows, "bytes": size}, warnings=run_warnings(m))
+        return doc
+    if kind in ("runs", "root"):
+        doc["runs"] = list_runs(path).to_dicts()
+    if kind in ("root", "corpus"):
+        doc["corpus_days"] = [_day_json(day, verify_day(day)) for day in corpus_days(path)]
+    return doc
+
+
+def _day_json(day: Path, report: VerifyReport) -> dict[str, Any]:
+    return {
+        "date": day.name.removeprefix("date="),
+        "path": str(day),
+        "sealed": report.ok,
+        "files": report.files,
+        "rows": report.rows,
+        "bytes": report.bytes,
+        "problems": list(report.problems),
+    }
+
+
+def _render_corpus(path: Path, days: list[Path] | None = None) -> None:
+    table = Table(title=f"corpus {path}", title_justify="left")
+    for col in ("day", "sealed", "sealed files", "rows", "bytes"):
+        table.add_column(col, overflow="fold")
+    for day in corpus_days(path) if days is None else days:
+        r = verify_day(day)  # shows what verify would say: sealed and intact, or why not
+        sealed = "yes" if r.ok else f"[red]no[/] ({escape(r.problems[0])})"
+        table.add_row(day.name[5:], sealed, str(r.files), f"{r.rows:,}", f"{r.bytes:,}")
     out.print(table)
 
 

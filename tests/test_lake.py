@@ -136,7 +136,7 @@ def test_verify_unsealed(copy):
 
 def test_verify_missing_dir(tmp_path):
     res = verify(tmp_path / "nope")
-    assert res.exit_code == 1 and "Traceback" not in res.stderr
+    assert res.exit_code == 2 and "Traceback" not in res.stderr  # a missing path is bad input
 
 
 def test_readers_refuse_unsealed(copy):

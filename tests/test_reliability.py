@@ -477,9 +477,10 @@ def test_sigkill_at_random_moments_then_rerun_is_identical(big, tmp_path):
             # sealed: it is the whole run, identical to the uninterrupted one
             assert manifest_of(run)["content_sha256"] == ref_manifest["content_sha256"], seen
         else:
-            assert verify.returncode == 1 and not (run / "manifest.json").exists(), seen
-            line = assert_one_line_failure(verify, 1)
-            assert "unsealed" in line or "no such run" in line, seen
+            # unsealed: exit 1; never published: a missing path, exit 2
+            assert verify.returncode in (1, 2) and not (run / "manifest.json").exists(), seen
+            line = assert_one_line_failure(verify, verify.returncode)
+            assert "unsealed" in line or "no such file or directory" in line, seen
         # whatever the moment, no seal appears anywhere readers look but the run itself (a killed
         # export may leave a sealed-but-unpublished dir in lake/.staging: the next run removes it)
         staging = data / "lake" / ".staging"
@@ -516,7 +517,7 @@ def test_staging_left_by_a_killed_run_is_cleaned_by_the_next(big, tmp_path):
     leftovers = sorted(p.name for p in staging.iterdir())
     assert leftovers, "a killed export leaves its staging directory behind"
     verify = run_cli(*["verify", run_dir(data, "stale")])
-    assert_one_line_failure(verify, 1, "no such run")
+    assert_one_line_failure(verify, 2, "no such file or directory")  # never published
     again = run_cli(*big_args(big, data, "stale"))  # no --overwrite needed: nothing was sealed
     assert again.returncode == 0, again.stderr
     assert sorted(p.name for p in staging.iterdir()) == []

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from ..errors import RunError
+from .catalog import corpus_days, existing, kind_of, run_dirs
 from .commit import next_seal
 from .layout import MANIFEST, day_seal
 from .manifest import Sealed, content_sha256, read_seal
@@ -123,3 +125,25 @@ def verify_day(day: Path) -> VerifyReport:
         return VerifyReport(day, problems=[f"{day.name}: unsealed (no {seal.name})"])
     reports = [verify_dir(day, seal=p) for p in candidates]
     return next((r for r in reports if r.ok), reports[0])
+
+
+def verify_root(path: str | Path) -> list[VerifyReport]:
+    """Every run and every corpus day a path holds (a run, runs directory, data root or corpus).
+
+    Under a root nothing stops at the first problem: each run or day gets its report, an
+    unsealed run included. A single run directory that is unsealed raises RunError, as
+    :func:`verify_dir` does. A missing path is an InputError (exit 2).
+    """
+    if scheme_of(path) is not None:  # an s3:// run or corpus tree
+        return verify_path(path)
+    path = existing(path)
+    kind = kind_of(path)
+    if kind == "run":
+        return [verify_dir(path)]
+    reports = []
+    for run in run_dirs(path) if kind in ("runs", "root") else []:
+        try:
+            reports.append(verify_dir(run))
+        except RunError as exc:  # unsealed or unreadable seal: a problem of this run
+            reports.append(VerifyReport(run, problems=[str(exc).removeprefix(f"{run}: ")]))
+    return reports + [verify_day(day) for day in (corpus_days(path) if kind in ("root", "corpus") else [])]
