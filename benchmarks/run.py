@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks import dataset as dsmod
+from benchmarks.dask_cluster import DaskCluster, dask_overheads
 from benchmarks.dataset import DATA, HERE, ROOT, log
 
 RESULTS = HERE / "results"
@@ -182,10 +183,10 @@ def ch_client_argv(server, sql: str, externals: list[tuple[Path, str, str]]) -> 
     return argv
 
 
-def build(ds, server, repeats: int, slow_repeats: int, s3=None) -> list[Contender]:
+def build(ds, server, repeats: int, slow_repeats: int, s3=None, dask_url: str = "") -> list[Contender]:
     from lakeslice.sources.sql import PARAMS_STRUCTURE, RANGES_STRUCTURE
 
-    def ls(name, what, alerts, source, reps=repeats):
+    def ls(name, what, alerts, source, reps=repeats, extra=()):
         c = Contender(name, what, [], _lakeslice_parse, reps, env={"SOURCE_DATE_EPOCH": "1704067200"})
         c.argv = [
             LAKESLICE,
@@ -204,6 +205,7 @@ def build(ds, server, repeats: int, slow_repeats: int, s3=None) -> list[Contende
             "bench",
             "--format",
             "json",
+            *extra,
         ]
         return c
 
@@ -269,6 +271,13 @@ def build(ds, server, repeats: int, slow_repeats: int, s3=None) -> list[Contende
     original.argv[6] = str(original.out)
     return [
         ls("ls-clickhouse", "lakeslice export --source clickhouse://", ds.alerts, ch_url),
+        ls(
+            "ls-dask",
+            "ls-clickhouse with --executor dask:// (2 worker processes, 1 thread each)",
+            ds.alerts,
+            ch_url,
+            extra=("--executor", dask_url),
+        ),
         Contender(
             "floor-fetch",
             "clickhouse-client --format Native: the slice rows (mint string per row)",
@@ -595,15 +604,19 @@ def main(argv: list[str] | None = None) -> int:
     ds = dsmod.prepare(args.scale)
     server = dsmod.start_server(ds)
     s3 = None
+    dask = DaskCluster(OUT / "dask-logs")
+    dask_note: dict = {}
     try:
         if not args.only or "ls-parquet-s3" in args.only.split(","):
             s3 = start_s3()
-        contenders = build(ds, server, args.repeats, args.slow_repeats, s3)
+        contenders = build(ds, server, args.repeats, args.slow_repeats, s3, dask.url)
         if args.only:
             keep = set(args.only.split(","))
             contenders = [c for c in contenders if c.name in keep]
         elif not args.all:
             contenders = [c for c in contenders if c.name != "ls-parquet-x10"]
+        if any(c.name == "ls-dask" for c in contenders):
+            dask.start()  # untimed, like the server
         floor_rows = {c.name: count_rows(server, *c.count) for c in contenders if c.count}
         log(
             f"data ready in {time.perf_counter() - started:.0f}s; running "
@@ -623,7 +636,17 @@ def main(argv: list[str] | None = None) -> int:
                     )
         if args.profile:
             profile(contenders)
+        if dask.procs:
+            dask_note = dask_overheads(
+                dask.url,
+                server.url("default"),
+                alerts=ds.alerts,
+                window=dsmod.WINDOW,
+                interval=dsmod.INTERVAL,
+                out=OUT / "dask-note",
+            )
     finally:
+        dask.stop()
         server.stop()
         if s3 is not None:
             s3.cleanup()
@@ -646,6 +669,8 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_1m_max": max(r["extra"]["loadavg_1m"][1] for v in res.values() for r in v["runs"]),
     }
     doc = {"meta": meta, "contenders": res, "ratios": ratios, "targets": targets}
+    if dask_note:
+        doc["dask"] = dask_note
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = RESULTS / f"bench-{stamp}-scale{args.scale:g}.json"
@@ -653,6 +678,8 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(text)
     (RESULTS / "latest.json").write_text(text)
     print_report(meta, res, ratios, targets)
+    if dask_note:
+        print("where ls-dask's time goes:", json.dumps(dask_note, sort_keys=True))
     if meta["loadavg_1m_max"] > (os.cpu_count() or 1):
         print(
             f"warning: 1-minute load average reached {meta['loadavg_1m_max']:.1f} on "

@@ -17,7 +17,7 @@ from ._version import __version__
 from .alerts import normalize_alerts, read_alerts
 from .catalog import diff_runs
 from .corpus import CorpusResult, export_corpus
-from .executor import Executor, LocalExecutor
+from .executor import Executor, LocalExecutor, open_executor
 from .export import ExportResult, GroupResult, GroupTask, RunPlan, export_run_slices, plan_run, run_group
 from .lake.catalog import list_runs
 from .lake.read import scan_corpus, scan_coverage, scan_run
@@ -44,6 +44,19 @@ def json_schema(name: str) -> dict[str, Any]:
     """
     text = resources.files("lakeslice").joinpath(f"schemas/{name}.schema.json").read_text("utf-8")
     return json.loads(text)
+
+
+if TYPE_CHECKING:
+    from .dask_executor import DaskExecutor
+
+
+def __getattr__(name: str) -> Any:
+    """``DaskExecutor`` on first use: Dask is an optional extra (``lakeslice[dask]``)."""
+    if name == "DaskExecutor":
+        from .dask_executor import DaskExecutor
+
+        return DaskExecutor
+    raise AttributeError(f"module 'lakeslice' has no attribute {name!r}")
 
 
 def progress_bar(*, enabled: bool = True, console: Console | None = None) -> AbstractContextManager[Any]:
@@ -96,6 +109,8 @@ __all__ = [
     "normalize_alerts",
     "export_run_slices",
     "export_corpus",
+    "open_executor",
+    "DaskExecutor",
     "ExportResult",
     "CorpusResult",
     "plan_run",

@@ -240,6 +240,8 @@ def export(
         callback=_apply_config,
         is_eager=True,
     ),
+    source_shards: str = _option("source_shards"),
+    executor: str = _option("executor"),
     _verbose: bool = _verbose_option(),
 ) -> None:
     """Cut the candle windows around each alert into a sealed run."""
@@ -257,6 +259,8 @@ def export(
                 window=window,
                 source=source,
                 table=table,
+                source_shards=source_shards,
+                executor=executor,
                 data_root=data_root,
                 run_id=run_id,
                 chain=chain,
@@ -296,6 +300,8 @@ def corpus(
     compression: str = _option("compression"),
     target_file_mb: float = _option("target_file_mb"),
     format: Format = _format_option(),
+    source_shards: str = _option("source_shards"),
+    executor: str = _option("executor"),
     _verbose: bool = _verbose_option(),
 ) -> None:
     """Export a chain's candles of one interval by UTC day into the corpus tree."""
@@ -314,6 +320,8 @@ def corpus(
                 target_file_mb=target_file_mb,
                 mints=read_mints(mints) if mints else None,
                 progress=progress,
+                executor=executor,
+                source_shards=source_shards,
             )
     except (Exception, Interrupted) as exc:  # noqa: BLE001
         _fail(exc, fmt, source=source)

@@ -15,13 +15,13 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import polars as pl
 
 from .errors import InputError
 from .executor import Executor
-from .export import GroupResult, GroupTask, bucket_groups, staged_run, use_source
+from .export import GroupResult, GroupTask, bucket_groups, executing, staged_run
 from .lake import layout
 from .lake.commit import Commit
 from .lake.manifest import (
@@ -172,7 +172,8 @@ def export_corpus(
     target_file_mb: float = 512,
     mints: list[str] | None = None,
     progress: Progress | None = None,
-    executor: Executor | None = None,
+    executor: Executor | str | Any | None = None,
+    source_shards: str | None = None,
 ) -> CorpusResult:
     """Export every candle in ``[date_from, date_to)`` (UTC days) into the corpus tree.
 
@@ -202,11 +203,10 @@ def export_corpus(
     restricted = tuple(sorted(set(mints))) if mints is not None else None
     if restricted is not None:
         _refuse_complete_days(store, chain, interval_s, days)
-    src, owns = use_source(source, table=table, data_root=data_root)
     text = format_interval(interval_s)
     root = store.url(layout.corpus_key(chain, text))
     result = CorpusResult(Path(root) if store.local else root)
-    try:
+    with executing(executor, source, table=table, data_root=data_root, shards=source_shards) as (runner, src):
         plans = [
             plan_day(
                 src,
@@ -229,14 +229,11 @@ def export_corpus(
                 tasks=plan.tasks,
                 finish=partial(seal_day, plan, source=src),
                 source=src,
-                executor=executor,
+                executor=runner,
                 progress=progress,
             )
             result.days.append(summary)
             result.rows_fetched += sum(r.rows_fetched for r in results)
-    finally:
-        if owns:
-            src.close()
     result.seconds = time.perf_counter() - started
     return result
 
@@ -285,7 +282,12 @@ def plan_day(
         key=layout.day_key(chain, text, day.isoformat()),
         seal_key=layout.day_seal_key(chain, text, day.isoformat()),
         counts=counts,
-        groups=tuple(tuple(g) for g in bucket_groups(counts.select("mint_bucket", "rows"))),
+        groups=tuple(
+            tuple(g)
+            for g in bucket_groups(
+                counts.select("mint_bucket", "rows"), starts=getattr(src, "shard_starts", ())
+            )
+        ),
         compression=compression,
         target_bytes=target_bytes,
         mints=mints,

@@ -15,7 +15,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
+
+from .errors import InputError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -49,6 +51,9 @@ class LocalExecutor:
 
     def __init__(self, *, workers: int = 2) -> None:
         self.workers = max(1, int(workers))
+
+    def close(self) -> None:
+        """Nothing to release: the threads end with each ``map``."""
 
     def map(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
         todo = iter(tasks)
@@ -90,4 +95,30 @@ def _raise_any_error(running: deque[Future]) -> None:
         wait([f for f in running if not f.done()], return_when=FIRST_COMPLETED)
 
 
-__all__ = ["Executor", "LocalExecutor"]
+def open_executor(executor: Any = None) -> Any:
+    """The executor ``--executor``/``executor=`` names: ``local`` (or None), ``dask://HOST:PORT``,
+    a ``dask.distributed.Client``, or any object with ``map`` (returned as it is).
+
+    An executor made here from a URL is the caller's to ``close()``.
+
+    >>> type(open_executor("local")).__name__
+    'LocalExecutor'
+    """
+    if executor is None or executor == "local":
+        return LocalExecutor()
+    if isinstance(executor, str):
+        if executor.startswith(("dask://", "tcp://", "tls://")):
+            from .dask_executor import DaskExecutor
+
+            return DaskExecutor.from_url(executor)
+        raise InputError(f"--executor {executor!r}: expected local or dask://HOST:PORT")
+    if type(executor).__module__.startswith("distributed") and hasattr(executor, "submit"):
+        from .dask_executor import DaskExecutor
+
+        return DaskExecutor(executor)
+    if callable(getattr(executor, "map", None)):
+        return executor
+    raise InputError(f"executor {type(executor).__name__}: expected local, dask://HOST:PORT or a Dask Client")
+
+
+__all__ = ["Executor", "LocalExecutor", "open_executor"]

@@ -19,18 +19,19 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import polars as pl
 import pyarrow as pa
 
 from .alerts import normalize_alerts, read_alerts
 from .errors import RunError
-from .executor import Executor, LocalExecutor
+from .executor import Executor, LocalExecutor, open_executor
 from .lake import layout
 from .lake.catalog import run_warnings
 from .lake.commit import Commit, open_commit
@@ -47,6 +48,7 @@ from .lake.manifest import (
 from .lake.store import Store, open_store
 from .lake.writer import FileSink, Target, write_buckets, write_file
 from .options import ExportOptions, RunSpec
+from .portable import PortableStore, portable_source
 from .progress import NoProgress, Progress
 from .signals import deferred
 from .sources import CANDLE_SCHEMA, CandleRequest, Source, open_source
@@ -237,13 +239,15 @@ def export_run_slices(
     target_total: int | None = ExportOptions.target_total,
     overwrite: bool = ExportOptions.overwrite,
     progress: Progress | None = None,
-    executor: Executor | None = None,
+    executor: Executor | str | Any | None = ExportOptions.executor,
+    source_shards: str | None = ExportOptions.source_shards,
 ) -> ExportResult:
     """Export the slices around ``alerts`` into a sealed run under ``data_root``.
 
     Options are those of :class:`lakeslice.options.ExportOptions` (the CLI's flags);
     ``data_root`` is a directory or ``s3://bucket/prefix``. ``executor`` runs the bucket
-    groups (default: :class:`lakeslice.executor.LocalExecutor`).
+    groups: ``"local"`` (this process's threads), ``"dask://HOST:PORT"``, a
+    ``dask.distributed.Client`` or an :class:`~lakeslice.executor.Executor`.
 
     >>> import tempfile
     >>> res = export_run_slices("fixtures/alerts.csv", interval="1m", window="pre5_post10",
@@ -269,8 +273,7 @@ def export_run_slices(
         overwrite=overwrite,
     )
     store = open_store(data_root)
-    src, owns_source = use_source(source, table=table, data_root=data_root)
-    try:
+    with executing(executor, source, table=table, data_root=data_root, shards=source_shards) as (runner, src):
         plan = plan_run(alerts, options, source=src)
         progress.stage("fetching", total=len(plan.groups))
         manifest, results = staged_run(
@@ -280,13 +283,10 @@ def export_run_slices(
             tasks=plan.tasks,
             finish=partial(_announced, progress, partial(seal, plan, source=src)),
             source=src,
-            executor=executor,
+            executor=runner,
             progress=progress,
         )
         fetched = sum(r.rows_fetched for r in results)
-    finally:
-        if owns_source:
-            src.close()
     seconds = time.perf_counter() - started
     log.info(
         "run %s: fetched %d rows, wrote %d rows in %.2fs",
@@ -298,11 +298,49 @@ def export_run_slices(
     return ExportResult(run_location(store, plan.key), manifest, rows_fetched=fetched, seconds=seconds)
 
 
-def use_source(source: str | Source | None, *, table: str, data_root: str | Path) -> tuple[Source, bool]:
-    """The source to read and whether this call opened it (and must close it)."""
+def use_source(
+    source: str | Source | None,
+    *,
+    table: str,
+    data_root: str | Path,
+    shards: str | None = None,
+    executor: Executor | None = None,
+) -> tuple[Source, bool]:
+    """The source to read and whether this call opened it (and must close it).
+
+    The tasks of a remote executor (``executor.remote``) get a portable source instead
+    (:func:`lakeslice.portable.portable_source`): opened where they run.
+    """
+    if getattr(executor, "remote", False):
+        return portable_source(source, table=table, data_root=data_root, shards=shards), False
     if source is None or isinstance(source, str):
-        return open_source(source, table=table, data_root=data_root), True
+        return open_source(source, table=table, data_root=data_root, shards=shards), True
     return source, False
+
+
+@contextmanager
+def executing(
+    executor: Executor | str | Any | None,
+    source: str | Source | None,
+    *,
+    table: str,
+    data_root: str | Path,
+    shards: str | None = None,
+) -> Iterator[tuple[Executor, Source]]:
+    """The executor ``executor`` names and the source its tasks read; closes what it opened."""
+    runner = open_executor(executor)
+    try:
+        src, owns_source = use_source(
+            source, table=table, data_root=data_root, shards=shards, executor=runner
+        )
+        try:
+            yield runner, src
+        finally:
+            if owns_source:
+                src.close()
+    finally:
+        if runner is not executor:
+            runner.close()
 
 
 def plan_run(alerts: str | Path | pl.DataFrame, options: ExportOptions, *, source: Source) -> RunPlan:
@@ -326,7 +364,11 @@ def plan_run(alerts: str | Path | pl.DataFrame, options: ExportOptions, *, sourc
     )
     buckets = windows.select("mint", "mint_bucket").unique()
     ranges = merge_windows(windows).join(buckets.lazy(), on="mint").collect()
-    groups = bucket_groups(range_rows(ranges, spec.interval_s), getattr(source, "group_rows", None))
+    groups = bucket_groups(
+        range_rows(ranges, spec.interval_s),
+        getattr(source, "group_rows", None),
+        starts=getattr(source, "shard_starts", ()),
+    )
     return RunPlan(
         run_id=run_id,
         spec=spec,
@@ -379,8 +421,11 @@ def run_groups(
     progress: Progress,
 ) -> list[GroupResult]:
     """Stage 2 over every task, in task order; the first failing group stops the run."""
+    executor = executor or LocalExecutor()
+    if getattr(executor, "remote", False):
+        store = PortableStore.of(store)  # workers open the data root from their own environment
     results = []
-    for result in (executor or LocalExecutor()).map(partial(run_group, source=source, store=store), tasks):
+    for result in executor.map(partial(run_group, source=source, store=store), tasks):
         progress.advance(done=1, rows=result.rows_fetched)
         results.append(result)
     return results
@@ -462,22 +507,30 @@ def range_rows(ranges: pl.DataFrame, interval_s: int) -> pl.DataFrame:
     return ranges.select("mint_bucket", rows=(pl.col("end_ms") - pl.col("start_ms")) // width_ms)
 
 
-def bucket_groups(estimates: pl.DataFrame, group_rows: int | None = None) -> list[list[str]]:
+def bucket_groups(
+    estimates: pl.DataFrame, group_rows: int | None = None, *, starts: Sequence[str] = ()
+) -> list[list[str]]:
     """Consecutive buckets whose estimated rows (``mint_bucket, rows``) add up to ~group_rows.
 
     Depends only on the estimates, so the grouping is the same on every run; and each bucket
-    lies in exactly one group, so the grouping never changes the files written.
+    lies in exactly one group, so the grouping never changes the files written. A group never
+    spans one of ``starts`` (first buckets of the source's shards): one group, one shard.
 
-    >>> bucket_groups(pl.DataFrame({"mint_bucket": ["00", "01", "02"], "rows": [5, 5, 5]}), 10)
-    [['00', '01'], ['02']]
+    >>> est = pl.DataFrame({"mint_bucket": ["00", "01", "02"], "rows": [5, 5, 5]})
+    >>> bucket_groups(est, 10), bucket_groups(est, 10, starts=["00", "02"])
+    ([['00', '01'], ['02']], [['00', '01'], ['02']])
+    >>> bucket_groups(est, 10, starts=["00", "01"])
+    [['00'], ['01', '02']]
     """
     group_rows = GROUP_ROWS if group_rows is None else group_rows  # read now: tests vary it
     per_bucket = estimates.group_by("mint_bucket").agg(pl.col("rows").sum()).sort("mint_bucket")
-    # group number = rows before this bucket // group_rows (no Python loop over rows)
-    grouped = per_bucket.with_columns(group=(pl.col("rows").cum_sum() - pl.col("rows")) // max(group_rows, 1))
+    shard = pl.sum_horizontal(pl.lit(0), *[pl.col("mint_bucket") >= s for s in starts])
+    # group number = rows before this bucket in its shard // group_rows (no Python loop over rows)
+    before = (pl.col("rows").cum_sum() - pl.col("rows")).over("_shard")
+    grouped = per_bucket.with_columns(_shard=shard).with_columns(group=before // max(group_rows, 1))
     return [
         g["mint_bucket"].to_list()
-        for g in grouped.partition_by("group", maintain_order=True, include_key=False)
+        for g in grouped.partition_by("_shard", "group", maintain_order=True, include_key=False)
     ]
 
 

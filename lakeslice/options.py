@@ -48,6 +48,11 @@ class ExportOptions:
         "Candle source: clickhouse://, chdb://, parquet:// or corpus:// URL [default: chdb://<data_root>/chdb].",
     )
     table: str = _opt("ohlcv_candles", "Source table (clickhouse://, chdb://).")
+    source_shards: str | None = _opt(
+        None,
+        "Read each bucket range from its shard: 00-7f=clickhouse://h1/db,80-ff=clickhouse://h2/db"
+        " (--source then names the table the lake records).",
+    )
     compression: str = _opt("zstd", "Parquet compression: zstd, snappy or none.")
     target_file_mb: float = _opt(512.0, "Split a bucket into parts of about this many MiB.")
     strict_coverage: bool = _opt(False, "Keep only alerts with enough candles (see the two thresholds).")
@@ -56,6 +61,9 @@ class ExportOptions:
     )
     target_total: int | None = _opt(None, "Strict: candles needed in the window [default: its slots].")
     overwrite: bool = _opt(False, "Replace a sealed run of the same run_id.")
+    executor: str = _opt(
+        "local", "Where bucket groups run: local (threads here) or dask://HOST:PORT (a Dask scheduler)."
+    )
 
     @classmethod
     def help(cls, name: str) -> str:

@@ -13,12 +13,27 @@ __all__ = ["open_source", "CandleRequest", "Source", "CANDLE_SCHEMA", "retryable
 SCHEMES = ("clickhouse://", "clickhouses://", "chdb://", "parquet://", "corpus://")
 
 
-def open_source(url: str | None, *, table: str = "ohlcv_candles", data_root: str | Path = "data") -> Source:
+def open_source(
+    url: str | None,
+    *,
+    table: str = "ohlcv_candles",
+    data_root: str | Path = "data",
+    shards: str | None = None,
+) -> Source:
     """Open the source a URL names; no URL means the embedded chdb at ``<data_root>/chdb``.
+
+    ``shards`` (``--source-shards``, e.g. ``00-7f=clickhouse://h1/db,80-ff=clickhouse://h2/db``)
+    reads each bucket range from its own shard; ``url`` then names the table the lake records.
 
     >>> open_source("parquet://fixtures/candles.parquet").label
     'parquet:candles.parquet'
     """
+    if shards:
+        from .sharded import open_sharded
+
+        return open_sharded(
+            url or os.environ.get("LAKESLICE_SOURCE"), shards, table=table, data_root=data_root
+        )
     url = url or os.environ.get("LAKESLICE_SOURCE")
     if not url and "://" in str(data_root):
         raise InputError(f"--data-root {data_root}: give --source (the embedded chdb default is local)")

@@ -10,6 +10,9 @@ server returns it; batches rebuild ``mint`` as a dictionary array over the reque
 
 18.16 puts a stack trace in exception text, and refuses a login with codes 192/193 where 26.x
 says 516: messages are cut to their first sentence; all three codes mean "auth refused".
+A ``Distributed`` table works as it is: the server forwards a query's external tables to every
+shard (18.16 and later), so the ``IN (SELECT … FROM _lakeslice_ranges)`` filter runs on the
+shards; no ``GLOBAL IN`` is needed, which would send the ranges twice.
 """
 
 from __future__ import annotations
