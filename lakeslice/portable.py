@@ -30,7 +30,7 @@ import polars as pl
 import pyarrow as pa
 
 from .errors import InputError, split_credentials
-from .sources.base import CandleRequest, Source, SourceInfo
+from .sources.base import CandleRequest, Retry, Source, SourceInfo
 
 __all__ = ["SourceSpec", "PortableSource", "PortableStore", "per_thread"]
 
@@ -136,6 +136,14 @@ class PortableSource:
 
     def mint_counts(self, *, chain: str, interval_s: int, start_ms: int, end_ms: int) -> pl.DataFrame:
         return self._here().mint_counts(chain=chain, interval_s=interval_s, start_ms=start_ms, end_ms=end_ms)
+
+    def holdings(self) -> pl.DataFrame:
+        return self._here().holdings()
+
+    @property
+    def retry(self) -> Retry:
+        """The retry policy of the source where the task runs (its URL options)."""
+        return getattr(self._here(), "retry", Retry())
 
     def close(self) -> None:
         """Nothing: the sources opened where tasks ran live as long as their worker."""
