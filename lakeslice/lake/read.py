@@ -101,7 +101,11 @@ def _run(run_dir: str | Path, verify: bool) -> tuple[Store, str, dict]:
     store, where = open_run(run_dir)
     manifest = read_seal(store, MANIFEST, where)
     if verify:
-        for report in verify_path(run_dir):
+        try:
+            reports = verify_path(run_dir)
+        except OSError:  # a file vanished while it was being checked
+            reports = [VerifyReport(Path(where), problems=["a file vanished while verifying"])]
+        for report in reports:
             if report.ok:
                 continue
             try:
