@@ -23,7 +23,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from support.cli import LAKESLICE, clean_env, export_args, run_cli
-from support.data import ALERTS_CSV, CANDLES_PQ, FIXTURES
+from support.data import ALERTS_CSV, CANDLES_PQ, FIXTURES, SOL
 
 from lakeslice.options import ExportOptions
 from lakeslice.synthetic import BASE_TS, synthetic_candles
@@ -188,14 +188,22 @@ def test_empty_runs_are_loud(tmp_path):
     fine = export(tmp_path, "fine", "--format", "json")
     assert fine.returncode == 0 and json.loads(fine.stdout)["warnings"] == []
     assert "warning" not in fine.stderr
-    no_chain = export(tmp_path, "nochain", "--chain", "solanna", "--format", "json")
-    doc = json.loads(no_chain.stdout)
-    assert no_chain.returncode == 0 and doc["total_rows"] == 0 and doc["kept_events"] == 8
-    assert len(doc["warnings"]) == 1 and "chain=solanna" in doc["warnings"][0]
-    assert "lakeslice: warning:" in no_chain.stderr and "chain=solanna" in no_chain.stderr
-    strict = export(tmp_path, "strict", "--chain", "solanna", "--strict-coverage")
+    # a chain the source does not hold is an input error naming what it holds
+    typo = export(tmp_path, "nochain", "--chain", "solanna", "--format", "json")
+    assert typo.returncode == 2, typo.stderr
+    assert "solanna" in typo.stderr and "solana 1m" in typo.stderr
+    assert not (tmp_path / "lake/runs/run_id=nochain/manifest.json").exists()
+    # alerts whose windows hold no candle: sealed, but loud
+    far = tmp_path / "far.csv"
+    far.write_text(f"mint,ts_ms\n{SOL},1000000000000\n{SOL},1000000600000\n")
+    empty = export(tmp_path, "empty", "--alerts", far, "--format", "json")
+    doc = json.loads(empty.stdout)
+    assert empty.returncode == 0 and doc["total_rows"] == 0 and doc["kept_events"] == 2
+    assert len(doc["warnings"]) == 1 and "chain=solana" in doc["warnings"][0]
+    assert "lakeslice: warning:" in empty.stderr
+    strict = export(tmp_path, "strict", "--alerts", far, "--strict-coverage")
     assert strict.returncode == 0
-    assert "0 of 8 alerts kept" in one_line(strict.stderr)
+    assert "0 of 2 alerts kept" in one_line(strict.stderr)
     assert "warning" in strict.stderr
     # the human summary names the source it read
     assert f"parquet://{CANDLES_PQ}" in strict.stdout.replace("\n", "").replace(" ", "").replace("│", "")
@@ -206,7 +214,7 @@ def test_result_schema_lists_warnings(tmp_path):
 
     import lakeslice
 
-    doc = json.loads(export(tmp_path, "w", "--chain", "x", "--format", "json").stdout)
+    doc = json.loads(export(tmp_path, "w", "--format", "json").stdout)
     jsonschema.validate(doc, lakeslice.json_schema("result"))
     assert lakeslice.json_schema("result")["oneOf"][0]["properties"]["warnings"]["type"] == "array"
 

@@ -105,7 +105,11 @@ def _run(run_dir: str | Path, verify: bool) -> tuple[Store, str, dict]:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise RunError(f"{where}: does not verify: {problems[0]}{more}")
     if verify:
-        for report in verify_path(run_dir):
+        try:
+            reports = verify_path(run_dir)
+        except OSError:  # a file vanished while it was being checked
+            reports = [VerifyReport(Path(where), problems=["a file vanished while verifying"])]
+        for report in reports:
             if report.ok:
                 continue
             try:
