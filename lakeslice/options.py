@@ -50,7 +50,7 @@ class ExportOptions:
     table: str = _opt("ohlcv_candles", "Source table (clickhouse://, chdb://).")
     source_shards: str | None = _opt(
         None,
-        "Read each bucket range from its shard: 00-7f=clickhouse://h1/db,80-ff=clickhouse://h2/db"
+        "Read each bucket range from its shard, e.g. 00-7f=URL,80-ff=URL"
         " (--source then names the table the lake records).",
     )
     compression: str = _opt("zstd", "Parquet compression: zstd, snappy or none.")
