@@ -188,12 +188,12 @@ def test_empty_runs_are_loud(tmp_path):
     fine = export(tmp_path, "fine", "--format", "json")
     assert fine.returncode == 0 and json.loads(fine.stdout)["warnings"] == []
     assert "warning" not in fine.stderr
+    # a chain the source does not hold is an input error that lists what it holds
     no_chain = export(tmp_path, "nochain", "--chain", "solanna", "--format", "json")
-    doc = json.loads(no_chain.stdout)
-    assert no_chain.returncode == 0 and doc["total_rows"] == 0 and doc["kept_events"] == 8
-    assert len(doc["warnings"]) == 1 and "chain=solanna" in doc["warnings"][0]
-    assert "lakeslice: warning:" in no_chain.stderr and "chain=solanna" in no_chain.stderr
-    strict = export(tmp_path, "strict", "--chain", "solanna", "--strict-coverage")
+    assert no_chain.returncode == 2, no_chain.stderr
+    message = json.loads(no_chain.stdout)["error"]["message"]
+    assert "'solanna'" in message and "solana 1m" in message
+    strict = export(tmp_path, "strict", "--strict-coverage")
     assert strict.returncode == 0
     assert "0 of 8 alerts kept" in one_line(strict.stderr)
     assert "warning" in strict.stderr
@@ -309,7 +309,8 @@ def test_verify_root_lists_every_problem(lake, tmp_path):
     for part in parts:
         assert part.relative_to(root / "lake/runs/run_id=a").as_posix() in proc.stderr
     assert "run_id=c" in proc.stderr and "unsealed" in proc.stderr
-    assert "verified 3 runs and 1 corpus days: 2 ok, 2 failed, 3 problems" in one_line(proc.stdout)
+    # each tampered part: its size, its hash and its footer (2 x 3), and the unsealed run
+    assert "verified 3 runs and 1 corpus days: 2 ok, 2 failed, 7 problems" in one_line(proc.stdout)
     assert "Traceback" not in proc.stderr
 
 
