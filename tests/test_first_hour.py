@@ -317,7 +317,8 @@ def test_verify_root_lists_every_problem(lake, tmp_path):
     for part in parts:
         assert part.relative_to(root / "lake/runs/run_id=a").as_posix() in proc.stderr
     assert "run_id=c" in proc.stderr and "unsealed" in proc.stderr
-    assert "verified 3 runs and 1 corpus days: 2 ok, 2 failed, 3 problems" in one_line(proc.stdout)
+    # each tampered part: its size, its hash and its footer (2 x 3), and the unsealed run
+    assert "verified 3 runs and 1 corpus days: 2 ok, 2 failed, 7 problems" in one_line(proc.stdout)
     assert "Traceback" not in proc.stderr
 
 
