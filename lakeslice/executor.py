@@ -57,21 +57,24 @@ class LocalExecutor:
 
     def map(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
         todo = iter(tasks)
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="lakeslice-group") as pool:
-            running: deque[Future[R]] = deque()
-            try:
-                for task in _take(todo, self.workers):
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="lakeslice-group")
+        running: deque[Future[R]] = deque()
+        finished = False
+        try:
+            for task in _take(todo, self.workers):
+                running.append(pool.submit(fn, task))
+            while running:
+                _raise_any_error(running)
+                head = running.popleft()
+                result = head.result()
+                for task in _take(todo, 1):
                     running.append(pool.submit(fn, task))
-                while running:
-                    _raise_any_error(running)
-                    head = running.popleft()
-                    result = head.result()
-                    for task in _take(todo, 1):
-                        running.append(pool.submit(fn, task))
-                    yield result
-            finally:
-                for f in running:
-                    f.cancel()
+                yield result
+            finished = True
+        finally:
+            # After an error or a stop signal, do not wait for a task that may hang on a silent
+            # server: the caller closes the source, which ends it.
+            pool.shutdown(wait=finished, cancel_futures=True)
 
 
 def _take(it: Iterator[T], n: int) -> list[T]:
