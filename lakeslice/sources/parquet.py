@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import polars as pl
 import pyarrow as pa
 
 from ..errors import InputError, RunError, one_line
+from ..lake import layout
 from ..spec import format_interval, parse_interval
 from ..transforms import mint_bucket, normalize_candles
 from .base import CANDLE_SCHEMA, HOLDINGS_SCHEMA, CandleRequest, SourceInfo
@@ -111,19 +113,21 @@ class ParquetSource:
             )
 
     def _corpus_holdings(self) -> pl.DataFrame:
-        """Per ``interval=`` tree of the corpus: its chain (``chain=`` level; older corpora are
-        solana) and its rows, counted from the Parquet footers."""
-        rows = []
-        base = self.path / "lake" / "corpus"
-        trees = sorted(p for p in base.rglob("interval=*") if p.is_dir() and "_seals" not in p.parts)
-        for tree in trees:
-            files = [str(f) for f in sorted(tree.rglob("*.parquet")) if not _hidden(f, tree)]
-            if not files:
+        """Per chain and interval of the corpus: the rows its sealed days hold (from the day
+        seals; days of an older corpus without a ``chain=`` level are solana)."""
+        assert self._store is not None
+        rows: dict[tuple[str, int], int] = {}
+        for key in self._store.list(f"{layout.LAKE}/corpus/_seals/ohlcv/"):
+            if not key.endswith(".json"):
                 continue
-            chain = next((p[len("chain=") :] for p in tree.parts if p.startswith("chain=")), "solana")
-            n = pl.scan_parquet(files, hive_partitioning=False).select(pl.len()).collect().item()
-            rows.append((chain, parse_interval(tree.name[len("interval=") :]), n))
-        return pl.DataFrame(rows, schema=HOLDINGS_SCHEMA, orient="row").sort("chain", "interval_s")
+            levels = layout.hive_values(key.removesuffix(".json"))
+            if "interval" not in levels:
+                continue
+            seal = json.loads(self._store.get(key))
+            at = (levels.get("chain", "solana"), parse_interval(levels["interval"]))
+            rows[at] = rows.get(at, 0) + int(seal.get("rows", 0))
+        data = [(c, i, n) for (c, i), n in sorted(rows.items())]
+        return pl.DataFrame(data, schema=HOLDINGS_SCHEMA, orient="row")
 
     def mint_counts(self, *, chain: str, interval_s: int, start_ms: int, end_ms: int) -> pl.DataFrame:
         request = CandleRequest(chain, interval_s, None, start_ms, end_ms)
