@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .alerts import normalize_alerts, read_alerts
-from .catalog import diff_runs
 from .corpus import CorpusResult, export_corpus
+from .diff import diff_runs
 from .executor import Executor, LocalExecutor, open_executor
 from .export import ExportResult, GroupResult, GroupTask, RunPlan, export_run_slices, plan_run, run_group
 from .lake.catalog import list_runs

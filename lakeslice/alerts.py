@@ -76,18 +76,18 @@ def normalize_alerts(frame: pl.DataFrame, *, name: str = "alerts") -> pl.DataFra
     """
     if frame.height == 0:
         raise InputError(f"{name}: alerts file has no rows")
-    mint_col = _pick(frame, _MINT_COLUMNS, name, required=True)
-    time_col = _pick(frame, _TIME_COLUMNS, name, required=True)
-    id_col = _pick(frame, _ID_COLUMNS, name, required=False)
+    mint_col = _require(frame, _MINT_COLUMNS, name)
+    time_col = _require(frame, _TIME_COLUMNS, name)
+    id_col = _pick(frame, _ID_COLUMNS)
 
-    mint = _mints(frame, mint_col, name)
+    mint = _non_empty_text(frame, mint_col, name, alias="mint")
     ts_ms = _times(frame, time_col, name)
     out = pl.DataFrame({"mint": mint, "ts_ms": ts_ms})
     if id_col is None:
         ids = derive_alert_ids(out["mint"], out["ts_ms"])
         origin = "derived from mint|ts_ms"
     else:
-        ids = _ids(frame, id_col, name)
+        ids = _non_empty_text(frame, id_col, name, alias="alert_id")
         origin = f"column {id_col!r}"
     out = out.with_columns(alert_id=ids).select(list(ALERT_SCHEMA))
     _refuse_duplicate_ids(out, name, origin)
@@ -105,16 +105,19 @@ def derive_alert_ids(mint: pl.Series, ts_ms: pl.Series) -> pl.Series:
     )
 
 
-def _pick(frame: pl.DataFrame, names: tuple[str, ...], file: str, *, required: bool) -> str | None:
-    for col in names:
-        if col in frame.columns:
-            return col
-    if required:
+def _pick(frame: pl.DataFrame, names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` the frame has (they are aliases of one column), or None."""
+    return next((col for col in names if col in frame.columns), None)
+
+
+def _require(frame: pl.DataFrame, names: tuple[str, ...], file: str) -> str:
+    col = _pick(frame, names)
+    if col is None:
         raise InputError(
             f"{file}: missing column {names[0]!r} (or {', '.join(repr(n) for n in names[1:])});"
             f" found {', '.join(frame.columns) or 'no columns'}"
         )
-    return None
+    return col
 
 
 def _first_bad_row(mask: pl.Series) -> int:
@@ -131,20 +134,13 @@ def _as_text(s: pl.Series, col: str, file: str) -> pl.Series:
     raise InputError(f"{file}: column {col!r} has type {s.dtype}, expected text")
 
 
-def _mints(frame: pl.DataFrame, col: str, file: str) -> pl.Series:
+def _non_empty_text(frame: pl.DataFrame, col: str, file: str, *, alias: str) -> pl.Series:
+    """The column as text named ``alias``; a null or empty value is an input error at its row."""
     s = _as_text(frame[col], col, file)
     bad = s.is_null() | (s.str.len_bytes() == 0)
     if bad.any():
         raise InputError(f"{file}: column {col!r} is null or empty at row {_first_bad_row(bad)}")
-    return s.alias("mint")
-
-
-def _ids(frame: pl.DataFrame, col: str, file: str) -> pl.Series:
-    s = _as_text(frame[col], col, file)
-    bad = s.is_null() | (s.str.len_bytes() == 0)
-    if bad.any():
-        raise InputError(f"{file}: column {col!r} is null or empty at row {_first_bad_row(bad)}")
-    return s.alias("alert_id")
+    return s.alias(alias)
 
 
 def _times(frame: pl.DataFrame, col: str, file: str) -> pl.Series:

@@ -425,7 +425,7 @@ def diff(
     """What changed from RUN_A to RUN_B: spec, files, rows per bucket, alerts' coverage."""
     fmt = format.value
     try:
-        from .catalog import diff_runs, render_diff
+        from .diff import diff_runs, render_diff
 
         result = diff_runs(run_a, run_b)
     except (Exception, Interrupted) as exc:  # noqa: BLE001

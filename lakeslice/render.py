@@ -73,6 +73,9 @@ def progress_bar(*, enabled: bool = True, console: Console | None = None) -> Ite
 
     Drawn in a terminal or in Jupyter (rich renders there with ``ipywidgets``, the
     ``notebook`` extra); elsewhere (a pipe, a file) it yields None and nothing is drawn.
+    Any stage name the exporter sends is drawn, with its total once known. In a terminal the
+    bar is erased at the end (the summary follows); in Jupyter its last frame, with the
+    final counts, stays in the cell.
 
     >>> with progress_bar(enabled=False) as p:
     ...     print(p)
@@ -89,9 +92,10 @@ def progress_bar(*, enabled: bool = True, console: Console | None = None) -> Ite
         TextColumn("· {task.fields[rows]:,} rows · {task.fields[rate]:,.0f} rows/s"),
         TimeElapsedColumn(),
         console=console,
-        transient=True,
+        transient=not console.is_jupyter,
     ) as bar:
         yield _Bar(bar)
+        bar.refresh()  # rich does not redraw a Jupyter bar on exit: the final counts, once
 
 
 def _pairs(title: str) -> Table:
@@ -123,13 +127,19 @@ def render_export(result: ExportResult, *, source: str | None = None) -> None:
     table.add_row("rows fetched / written", f"{result.rows_fetched:,} / {s['rows']:,}")
     table.add_row("slice files / bytes", f"{s['files']:,} / {s['bytes']:,} in {s['mint_buckets']} buckets")
     table.add_row("alerts kept / dropped", _kept(c))
-    table.add_row(
-        "complete / partial / insufficient", f"{c['complete']:,} / {c['partial']:,} / {c['insufficient']:,}"
-    )
+    table.add_row("complete / partial / insufficient", _statuses(c))
     table.add_row("seconds", f"{result.seconds:.2f}")
+    _print_with_hash(table, m)
+
+
+def _print_with_hash(table: Table, m: Sealed) -> None:
     out.print(table)
     # on a line of its own: a hash folded inside a table cell cannot be copied whole
     out.print(f"content_sha256 {m['content_sha256']}", markup=False, soft_wrap=True)
+
+
+def _statuses(c: CoverageSummary) -> str:
+    return f"{c['complete']:,} / {c['partial']:,} / {c['insufficient']:,}"
 
 
 def _kept(c: CoverageSummary) -> str:
@@ -241,16 +251,12 @@ def _render_run(path: str | Path) -> None:
     table.add_row("spec", f"{spec['interval']} {spec['window']} chain={spec['chain']}")
     table.add_row("alerts", f"{m['inputs']['alerts']['rows']:,}")
     table.add_row("kept / dropped", _kept(c))
-    table.add_row(
-        "complete / partial / insufficient", f"{c['complete']:,} / {c['partial']:,} / {c['insufficient']:,}"
-    )
+    table.add_row("complete / partial / insufficient", _statuses(c))
     table.add_row("slices: buckets / files", f"{s['mint_buckets']} / {s['files']}")
     table.add_row("slices: rows / bytes", f"{s['rows']:,} / {s['bytes']:,}")
     files, rows, size = sealed_counts(m)
     table.add_row("sealed files / rows / bytes", f"{files} / {rows:,} / {size:,} (what verify checks)")
-    out.print(table)
-    # on a line of its own: a hash folded inside a table cell cannot be copied whole
-    out.print(f"content_sha256 {m['content_sha256']}", markup=False, soft_wrap=True)
+    _print_with_hash(table, m)
     for warning in run_warnings(m):
         out.print(f"warning: {warning}", markup=False, soft_wrap=True)
     cov = scan_coverage(path).select("available_total").collect()

@@ -209,11 +209,7 @@ def _total_chart(alt: Any, cov: pl.DataFrame, *, slots: int) -> Any:
             tooltip=["lo:Q", "hi:Q", "alerts:Q"],
         )
     )
-    rule = (
-        alt.Chart(alt.Data(values=[{"slots": slots}]))
-        .mark_rule(color="firebrick", strokeDash=[4, 3])
-        .encode(x="slots:Q", tooltip=[alt.Tooltip("slots:Q", title="window slots N+1+M")])
-    )
+    rule = _mark_at(alt, "x", "slots", slots, title="window slots N+1+M")
     return alt.layer(bars, rule, title=f"Candles per alert (window has {slots} slots)").properties(
         width=420, height=200
     )
@@ -290,13 +286,18 @@ def _parts_chart(alt: Any, files: pl.DataFrame, *, target_mb: float) -> Any:
             tooltip=["path:N", "rows:Q", alt.Tooltip("mb:Q", format=".4f")],
         )
     )
-    rule = (
-        alt.Chart(alt.Data(values=[{"target_mb": target_mb}]))
-        .mark_rule(color="firebrick", strokeDash=[4, 3])
-        .encode(y="target_mb:Q", tooltip=[alt.Tooltip("target_mb:Q", title="--target-file-mb")])
-    )
+    rule = _mark_at(alt, "y", "target_mb", target_mb, title="--target-file-mb")
     return alt.layer(points, rule, title=f"Part sizes against --target-file-mb {target_mb:g}").properties(
         width=640, height=200
+    )
+
+
+def _mark_at(alt: Any, channel: str, field: str, value: float, *, title: str) -> Any:
+    """A dashed red rule at ``value`` on the ``x`` or ``y`` channel, the limit a chart is read against."""
+    return (
+        alt.Chart(alt.Data(values=[{field: value}]))
+        .mark_rule(color="firebrick", strokeDash=[4, 3])
+        .encode(**{channel: f"{field}:Q"}, tooltip=[alt.Tooltip(f"{field}:Q", title=title)])
     )
 
 

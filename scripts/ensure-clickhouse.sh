@@ -7,12 +7,7 @@ fi
 if [ -n "${LAKESLICE_TEST_CLICKHOUSE_URL:-}" ]; then
   exit 0
 fi
-if [ "$(id -u)" -ne 0 ]; then
-  echo "clickhouse-server is missing: run 'sudo apt-get install clickhouse-server clickhouse-client'" \
-       "or set LAKESLICE_TEST_CLICKHOUSE_URL=clickhouse://host:port/db to use an existing server" >&2
-  exit 1
-fi
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -q --no-install-recommends clickhouse-server clickhouse-client >/dev/null
+bash "$(dirname "$0")/ensure-apt.sh" \
+  --or "set LAKESLICE_TEST_CLICKHOUSE_URL=clickhouse://host:port/db to use an existing server" \
+  clickhouse-server clickhouse-client
 command -v clickhouse-server >/dev/null

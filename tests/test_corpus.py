@@ -10,7 +10,6 @@ open). Nothing here calls lakeslice.transforms.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import random
 import re
@@ -27,6 +26,7 @@ from conftest import load_candles
 from support import reference as ref
 from support.cli import EPOCH, export_args, ok, run_chains, run_cli
 from support.data import HOSTILE, OHLCV, SLICE_COLUMNS, quantbot_row, typed_shape_problems
+from support.runs import corpus_hashes
 
 import lakeslice
 from lakeslice.lake.manifest import DaySeal
@@ -121,15 +121,6 @@ def seal_path(root: Path, day) -> Path:
     return root / "lake" / "corpus" / "_seals" / "ohlcv" / "chain=solana" / "interval=1m" / f"date={day}.json"
 
 
-def file_hashes(root: Path) -> dict[str, str]:
-    base = root / "lake" / "corpus"
-    return {
-        p.relative_to(base).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(base.rglob("*"))
-        if p.is_file()
-    }
-
-
 def read_tree(root: Path, label: str) -> list[tuple]:
     """Every row of the corpus tree, after checking each file's place, order and columns."""
     rows = []
@@ -193,7 +184,7 @@ def world(tmp_path_factory, clickhouse_server):
         cwd=base,
     )
     ok(procs["main"]), ok(procs["mut_full"])
-    hashes = {"main": file_hashes(main), "mut_full": file_hashes(mut)}
+    hashes = {"main": corpus_hashes(main), "mut_full": corpus_hashes(mut)}
 
     tampered, unsealed = base / "tampered", base / "unsealed"
     shutil.copytree(main, tampered)
@@ -207,7 +198,7 @@ def world(tmp_path_factory, clickhouse_server):
     new_rows = mutated(rows)
 
     def mutate():
-        hashes["mut_same"] = file_hashes(mut)
+        hashes["mut_same"] = corpus_hashes(mut)
         load_candles(clickhouse_server, DB, "mutable", new_rows, with_ver=True)
 
     d2 = ("--table", "mutable")
@@ -344,7 +335,7 @@ def test_changed_day_is_replaced_whole(world):
     assert on_disk == sorted(f["path"] for f in seal["files"])  # nothing old left behind
     gone = sorted({ref.bucket(m) for m in MINTS})[:3]
     assert not any((day_dir / f"mint_bucket={b}").exists() for b in gone)
-    before, after = world["hashes"]["mut_full"], file_hashes(mut)
+    before, after = world["hashes"]["mut_full"], corpus_hashes(mut)
     others = {k: v for k, v in before.items() if f"date={d2}" not in k}
     assert others == {k: v for k, v in after.items() if f"date={d2}" not in k}
     assert not (mut / "lake" / ".staging").exists() or not any((mut / "lake" / ".staging").iterdir())
@@ -427,4 +418,4 @@ def test_python_api_export_corpus(world, tmp_path, monkeypatch):
     assert res.to_json()["total_rows"] == len(expected(world["rows"]))
     cli_days = json.loads(world["procs"]["main"].stdout)["days"]
     assert [d["content_sha256"] for d in res.days] == [d["content_sha256"] for d in cli_days]
-    assert file_hashes(tmp_path) == world["hashes"]["main"]  # same bytes, seals included
+    assert corpus_hashes(tmp_path) == world["hashes"]["main"]  # same bytes, seals included

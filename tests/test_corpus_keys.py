@@ -13,6 +13,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from support.runs import corpus_hashes
 from typer.testing import CliRunner
 
 import lakeslice as ls
@@ -64,25 +65,16 @@ def corpus(root, src, *extra, date_from="2024-01-01", date_to="2024-01-03"):
     )  # fmt: skip
 
 
-def tree_hashes(root: Path) -> dict[str, str]:
-    base = root / "lake" / "corpus"
-    return {
-        p.relative_to(base).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(base.rglob("*"))
-        if p.is_file()
-    }
-
-
 def test_chains_live_side_by_side(tmp_path):
     """An ethereum export into the same root never touches the solana days; seals say the chain."""
     rows = source_rows(["MintA", "MintB"]) + source_rows(["MintA", "MintB"], chain="ethereum", px=900.0)
     src = f"parquet://{write_source(tmp_path / 'src.parquet', rows)}"
     root = tmp_path / "root"
     assert corpus(root, src).exit_code == 0
-    before = tree_hashes(root)
+    before = corpus_hashes(root)
     res = corpus(root, src, "--chain", "ethereum")
     assert res.exit_code == 0, res.stderr
-    after = tree_hashes(root)
+    after = corpus_hashes(root)
     assert {k: v for k, v in after.items() if "chain=solana" in k} == before
     assert any("chain=ethereum" in k for k in after)
     for chain, px in (("solana", 1.0), ("ethereum", 900.0)):
@@ -112,12 +104,12 @@ def test_mints_export_never_replaces_a_complete_day(tmp_path):
     mints.write_text("MintB\n")
     root = tmp_path / "root"
     assert corpus(root, src).exit_code == 0
-    before = tree_hashes(root)
+    before = corpus_hashes(root)
     res = corpus(root, src, "--mints", mints)
     assert res.exit_code == 2, res.stderr
     assert "complete" in res.stderr and "2024-01-01" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
-    assert tree_hashes(root) == before  # nothing written, not even the first day
+    assert corpus_hashes(root) == before  # nothing written, not even the first day
     # into a root without complete days: written, and the seal records the restriction
     sub = tmp_path / "sub"
     res = corpus(sub, src, "--mints", mints)

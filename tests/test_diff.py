@@ -13,7 +13,7 @@ from support.cli import run_cli
 from support.data import ALERTS_CSV, CANDLES_PQ, REPO
 
 import lakeslice as ls
-from lakeslice.catalog import COVERAGE_FIELDS, diff_runs, render_diff
+from lakeslice.diff import COVERAGE_FIELDS, diff_runs, render_diff
 
 
 def _export(root: Path, run_id: str, *, alerts=ALERTS_CSV, window="pre10_post20", **kwargs) -> Path:

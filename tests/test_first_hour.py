@@ -1,5 +1,5 @@
 """A researcher's first hour: demo data that looks like markets, honest help, loud empty runs,
-progress with its total, and a CLI that knows the whole lake (ls, show, verify of a root).
+and a CLI that knows the whole lake (ls, show, verify of a root).
 
 CLI checks run the installed ``lakeslice`` in subprocesses; expectations come from the files
 on disk (manifests read with json, hashes with hashlib) or from plain-Python references.
@@ -7,14 +7,10 @@ on disk (manifests read with json, hashes with hashlib) or from plain-Python ref
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import math
-import os
-import pty
 import re
-import select
 import shutil
 import subprocess
 import sys
@@ -22,7 +18,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from support.cli import LAKESLICE, clean_env, export_args, run_cli
+from support.cli import clean_env, export_args, run_cli
 from support.data import ALERTS_CSV, CANDLES_PQ, FIXTURES, SOL
 
 from lakeslice.options import ExportOptions
@@ -328,87 +324,6 @@ def test_missing_path_is_exit_2(command, tmp_path):
     assert proc.returncode == 2 and "nope: no such file or directory" in proc.stderr
     proc = run(command, tmp_path / "nope", "--format", "json")
     assert proc.returncode == 2 and json.loads(proc.stdout)["error"]["code"]
-
-
-# --------------------------------------------------------------------------------------------
-# Progress
-
-
-def pty_transcript(args: list[str], env: dict) -> str:
-    """Run a command with stderr on a pseudo-terminal; what it drew there, as text."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave, env=env)
-    os.close(slave)
-    chunks = []
-    while True:
-        ready, _, _ = select.select([master], [], [], 120)
-        if not ready:
-            proc.kill()
-            raise AssertionError("no output from the pty in 120 s")
-        try:
-            data = os.read(master, 65536)
-        except OSError:  # the child closed its end
-            break
-        if not data:
-            break
-        chunks.append(data)
-    proc.wait(timeout=60)
-    os.close(master)
-    assert proc.returncode == 0
-    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode("utf-8", "replace"))
-
-
-def expected_groups(mints: list[str], slots: int) -> int:
-    """Bucket groups of the export: buckets in order, a new group each GROUP_ROWS estimated rows."""
-    from lakeslice import export as export_mod
-
-    per_bucket: dict[str, int] = {}
-    for m in mints:
-        b = hashlib.sha1(m.encode()).hexdigest()[:2]
-        per_bucket[b] = per_bucket.get(b, 0) + slots
-    before, groups = 0, set()
-    for b in sorted(per_bucket):
-        groups.add(before // export_mod.GROUP_ROWS)
-        before += per_bucket[b]
-    return len(groups)
-
-
-@pytest.mark.slow
-def test_progress_shows_stage_and_total_before_the_first_group_ends(tmp_path):
-    mints = [f"mint{i:04d}" for i in range(500)]
-    alerts = tmp_path / "alerts.csv"
-    pl.DataFrame({"mint": mints, "ts_ms": [BASE_TS * 1000 + 3_600_000] * len(mints)}).write_csv(alerts)
-    total = expected_groups(mints, 5001)
-    assert total >= 2
-    env = clean_env(COLUMNS="150", TERM="xterm")
-    text = pty_transcript(
-        [
-            str(LAKESLICE),
-            "export",
-            "--alerts",
-            str(alerts),
-            "--interval",
-            "1m",
-            "--window",
-            "pre52_post4948",
-            "--source",
-            f"parquet://{CANDLES_PQ}",
-            "--data-root",
-            str(tmp_path / "d"),
-            "--run-id",
-            "p",
-        ],
-        env,
-    )
-    frames = [f for f in re.split(r"[\r\n]", text) if f.strip()]
-    fetching = [f for f in frames if f.startswith("fetching")]
-    assert fetching, frames[:5]
-    assert f" 0/{total} " in fetching[0]  # the total at once, before any group is done
-    assert all(f"/{total} " in f for f in fetching)
-    assert "?" not in text
-    stages = [f.split()[0] for f in frames if f.split()[0] in ("planning", "fetching", "writing", "sealing")]
-    order = list(dict.fromkeys(stages))
-    assert order[0] == "planning" and "fetching" in order and order[-1] == "sealing", order
 
 
 def test_a_missing_optional_package_names_its_extra(tmp_path):

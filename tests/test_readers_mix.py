@@ -8,13 +8,13 @@ RunError (unsealed / changed under the reader); never rows of both. Local and s3
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from pathlib import Path
 
 import polars as pl
 import pytest
+from support.s3 import local_or_s3_root
 
 import lakeslice as ls
 from lakeslice.corpus import export_corpus
@@ -28,15 +28,8 @@ CLEAR = ("unsealed", "changed since", "vanished since", "does not verify", "no s
 
 
 @pytest.fixture(params=["local", "s3"])
-def root(request, tmp_path, monkeypatch):
-    if request.param == "local":
-        return str(tmp_path / "lake-root")
-    server = request.getfixturevalue("s3_server")
-    name = f"mix-{secrets.token_hex(4)}"
-    server.make_bucket(name)
-    for key, value in server.env().items():
-        monkeypatch.setenv(key, value)
-    return f"s3://{name}/p"
+def root(request, tmp_path):
+    return local_or_s3_root(request, local=str(tmp_path / "lake-root"), prefix="mix", path="p")
 
 
 def _alerts(tmp_path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:

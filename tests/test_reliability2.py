@@ -10,6 +10,7 @@ import itertools
 import json
 import math
 import random
+import re
 import signal
 import struct
 import subprocess
@@ -26,6 +27,7 @@ from support.data import OHLCV
 from test_reliability import PASSWORD, assert_one_line_failure, manifests_under, run_dir
 
 from lakeslice import coverage, export_run_slices, scan_run, slice_windows
+from lakeslice.sources.base import quantbot_ddl
 from lakeslice.sources.embedded import seed_chdb
 from lakeslice.transforms import dedupe_candles, normalize_candles
 
@@ -308,22 +310,26 @@ def test_bad_options_are_input_errors_naming_the_option(tmp_path, extra, needles
 # UInt64 prices above 2^53: one line naming host, table and column
 
 
-def test_uint64_price_above_2_53_names_host_table_column(clickhouse_server, tmp_path):
-    client = clickhouse_server.client()
+def _rel2_table(server, table: str, rows: list[list], **types: str) -> None:
+    """(Re)create ``rel2.<table>``: the QuantBot table with the column types ``types`` names
+    (``ver`` adds the version column), then insert ``rows``."""
+    ddl = quantbot_ddl(f"rel2.{table}", order_by="(token_address, timestamp)", with_ver="ver" in types)
+    for column, type_ in types.items():
+        ddl = re.sub(rf"\b{column} \w+", f"{column} {type_}", ddl)
+    client = server.client()
     try:
         client.execute("CREATE DATABASE IF NOT EXISTS rel2")
-        client.execute("DROP TABLE IF EXISTS rel2.wide")
-        client.execute(
-            "CREATE TABLE rel2.wide (token_address String, chain String, timestamp DateTime,"
-            " interval_seconds UInt32, open Float64, high Float64, low Float64, close Float64,"
-            " volume UInt64) ENGINE = MergeTree() ORDER BY (token_address, timestamp)"
-        )
-        client.execute(
-            "INSERT INTO rel2.wide VALUES",
-            [["m", "solana", T0, 60, 1.0, 1.0, 1.0, 1.0, 2**53 + 1]],
-        )
+        client.execute(f"DROP TABLE IF EXISTS rel2.{table}")
+        client.execute(ddl)
+        client.execute(f"INSERT INTO rel2.{table} VALUES", rows)
     finally:
         client.disconnect()
+
+
+def test_uint64_price_above_2_53_names_host_table_column(clickhouse_server, tmp_path):
+    _rel2_table(
+        clickhouse_server, "wide", [["m", "solana", T0, 60, 1.0, 1.0, 1.0, 1.0, 2**53 + 1]], volume="UInt64"
+    )
     alerts = write_alerts(tmp_path / "a.csv", [("m", T0 * 1000)])
     argv = export_argv(alerts, clickhouse_server.url("rel2"), tmp_path / "data", "--table", "wide")
     proc = run_cli(*argv)
@@ -721,18 +727,7 @@ def test_signed_versions_pick_the_greatest(kind, clickhouse_server, tmp_path):
         expected[f"s{i:02d}"] = float(max(a, b))
     frame = pl.DataFrame(rows, schema_overrides={"ver": pl.Int64})
     if kind == "clickhouse":
-        client = clickhouse_server.client()
-        try:
-            client.execute("CREATE DATABASE IF NOT EXISTS rel2")
-            client.execute("DROP TABLE IF EXISTS rel2.signed")
-            client.execute(
-                "CREATE TABLE rel2.signed (token_address String, chain String, timestamp DateTime,"
-                " interval_seconds UInt32, open Float64, high Float64, low Float64, close Float64,"
-                " volume Float64, ver Int64) ENGINE = MergeTree() ORDER BY (token_address, timestamp)"
-            )
-            client.execute("INSERT INTO rel2.signed VALUES", [list(r.values()) for r in rows])
-        finally:
-            client.disconnect()
+        _rel2_table(clickhouse_server, "signed", [list(r.values()) for r in rows], ver="Int64")
         source = clickhouse_server.url("rel2")
     else:
         frame.with_columns(pl.from_epoch("timestamp", time_unit="s")).write_parquet(tmp_path / "s.parquet")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pickle
-import secrets
 import threading
 import time
 from pathlib import Path
 
 import polars as pl
 import pytest
+from support.s3 import local_or_s3_root
 
 import lakeslice as ls
 from lakeslice.executor import LocalExecutor
@@ -25,15 +25,9 @@ CANDLES_PQ = REPO / "fixtures" / "candles.parquet"
 
 
 @pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path, monkeypatch):
-    if request.param == "local":
-        return LocalStore(tmp_path / "root")
-    server = request.getfixturevalue("s3_server")
-    name = f"st-{secrets.token_hex(4)}"
-    server.make_bucket(name)
-    for key, value in server.env().items():
-        monkeypatch.setenv(key, value)
-    return ObjectStore(f"s3://{name}/pre/fix")
+def store(request, tmp_path):
+    root = local_or_s3_root(request, local=str(tmp_path / "root"), prefix="st", path="pre/fix")
+    return LocalStore(root) if request.param == "local" else ObjectStore(root)
 
 
 def test_store_operations(store):

@@ -63,6 +63,19 @@ def bucket(mint: str) -> str:
     return f"{hashlib.sha1(mint.encode('utf-8')).digest()[0]:02x}"
 
 
+def bucket_group_count(rows_per_mint: Mapping[str, int], group_rows: int) -> int:
+    """How many bucket groups an export runs: buckets in order, a new group each time the rows
+    estimated before a bucket pass another multiple of ``group_rows``."""
+    per_bucket: dict[str, int] = {}
+    for mint, rows in rows_per_mint.items():
+        per_bucket[bucket(mint)] = per_bucket.get(bucket(mint), 0) + rows
+    before, groups = 0, set()
+    for b in sorted(per_bucket):
+        groups.add(before // max(group_rows, 1))
+        before += per_bucket[b]
+    return len(groups)
+
+
 def derived_id(mint: str, ts_ms: int) -> str:
     """SPEC §2 example rule: first 16 hex of SHA-256 over "{mint}|{ts_ms}"."""
     return hashlib.sha256(f"{mint}|{ts_ms}".encode()).hexdigest()[:16]

@@ -32,6 +32,12 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def corpus_hashes(data_root: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``lake/corpus`` (parts and seals), by path below it."""
+    base = Path(data_root) / "lake" / "corpus"
+    return {p.relative_to(base).as_posix(): sha256_of(p) for p in sorted(base.rglob("*")) if p.is_file()}
+
+
 def staging_leftovers(data_root: Path) -> list[Path]:
     """Anything left in a staging area (``lake/.staging`` or any other ``.staging``)."""
     return [p for d in Path(data_root).rglob(".staging") if d.is_dir() for p in d.iterdir()]

@@ -174,16 +174,8 @@ def render_diff(d: dict[str, Any], *, limit: int = 20) -> str:
     ]
     lines += _cut([f"  {s['key']}: {s['a']!r} -> {s['b']!r}" for s in d["spec"]], limit)
     f = d["files"]
-    lines += [
-        "",
-        f"files: {len(f['added'])} added, {len(f['removed'])} removed, {len(f['changed'])} changed, "
-        f"{f['unchanged']} unchanged",
-    ]
-    lines += _cut([f"  + {p}" for p in f["added"]], limit)
-    lines += _cut([f"  - {p}" for p in f["removed"]], limit)
-    lines += _cut(
-        [f"  ~ {c['path']}: {c['a']['rows']} -> {c['b']['rows']} rows" for c in f["changed"]], limit
-    )
+    changed_files = [f"  ~ {c['path']}: {c['a']['rows']} -> {c['b']['rows']} rows" for c in f["changed"]]
+    lines += _section("files", f, f"changed, {f['unchanged']} unchanged", changed_files, limit)
     moved = [x for x in d["buckets"] if x["rows_a"] != x["rows_b"] or x["files_a"] != x["files_b"]]
     lines += ["", f"rows per bucket: {len(moved)} of {len(d['buckets'])} bucket(s) differ"]
     lines += _cut(
@@ -195,15 +187,21 @@ def render_diff(d: dict[str, Any], *, limit: int = 20) -> str:
         limit,
     )
     c = d["coverage"]
-    lines += [
-        "",
-        f"alerts: {len(c['added'])} added, {len(c['removed'])} removed, "
-        f"{len(c['changed'])} with changed coverage",
-    ]
-    lines += _cut([f"  + {x}" for x in c["added"]], limit)
-    lines += _cut([f"  - {x}" for x in c["removed"]], limit)
-    lines += _cut([f"  ~ {x['alert_id']}: {_changes(x['a'], x['b'])}" for x in c["changed"]], limit)
+    changed_alerts = [f"  ~ {x['alert_id']}: {_changes(x['a'], x['b'])}" for x in c["changed"]]
+    lines += _section("alerts", c, "with changed coverage", changed_alerts, limit)
     return "\n".join(lines)
+
+
+def _section(name: str, part: dict[str, Any], changed_word: str, changed: list[str], limit: int) -> list[str]:
+    """A section of the text diff: its counts, then ``+`` added, ``-`` removed, ``~`` changed."""
+    return [
+        "",
+        f"{name}: {len(part['added'])} added, {len(part['removed'])} removed, "
+        f"{len(part['changed'])} {changed_word}",
+        *_cut([f"  + {x}" for x in part["added"]], limit),
+        *_cut([f"  - {x}" for x in part["removed"]], limit),
+        *_cut(changed, limit),
+    ]
 
 
 def _changes(a: dict, b: dict) -> str:
