@@ -8,6 +8,7 @@ there); ``<!-- readme-test: setup (why) -->`` marks the block this test performs
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import subprocess
@@ -84,3 +85,17 @@ def test_readme_walk(tmp_path):
     assert {k: corpus[k] for k in ("complete", "partial", "insufficient")} == {
         k: demo[k] for k in ("complete", "partial", "insufficient")
     }
+
+
+def test_readme_packaging_matches_the_package():
+    """The Packaging section names every extra pyproject declares, and the installed metadata
+    is what it says: SPDX license, classifiers (typed), no project URLs yet."""
+    text = (REPO / "README.md").read_text("utf-8")
+    packaging = text[text.index("## Packaging") :]
+    meta = importlib.metadata.metadata("lakeslice")  # built from pyproject.toml
+    extras = set(meta.get_all("Provides-Extra"))
+    named = set(re.findall(r"`(\w+)` \(", packaging)) | {"all"} & set(re.findall(r"`(\w+)`", packaging))
+    assert named == extras - {"test"}
+    assert meta["License-Expression"] == "MIT"
+    assert "Typing :: Typed" in meta.get_all("Classifier") and (REPO / "lakeslice" / "py.typed").is_file()
+    assert meta.get_all("Project-URL") is None and "no project URLs" in packaging
