@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from support.cli import clean_env, export_args, run_cli
-from support.data import ALERTS_CSV, CANDLES_PQ, FIXTURES, SOL
+from support.data import ALERTS_CSV, CANDLES_PQ, FIXTURES, REPO, SOL
 
 from lakeslice.options import ExportOptions
 from lakeslice.synthetic import BASE_TS, synthetic_candles
@@ -339,3 +340,41 @@ def test_a_missing_optional_package_names_its_extra(tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert "pip install 'lakeslice[chdb]'" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Set-up: the Debian packages make test needs
+
+
+def ensure_apt(tmp_path: Path, *packages: str, uid: int) -> tuple[subprocess.CompletedProcess, str]:
+    """scripts/ensure-apt.sh with ``id -u`` answering ``uid`` and apt-get only recording its
+    arguments (dpkg-query is the real one: it reads what this machine has installed)."""
+    stubs = tmp_path / "bin"
+    stubs.mkdir(exist_ok=True)
+    (stubs / "id").write_text(f"#!/bin/sh\necho {uid}\n")
+    (stubs / "apt-get").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path / "apt.log"}\n')
+    for stub in stubs.iterdir():
+        stub.chmod(0o755)
+    env = clean_env(PATH=f"{stubs}:{os.environ['PATH']}")
+    proc = subprocess.run(
+        ["bash", str(REPO / "scripts" / "ensure-apt.sh"), *packages],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    log = tmp_path / "apt.log"
+    return proc, log.read_text() if log.exists() else ""
+
+
+def test_ensure_apt_installs_only_what_is_missing(tmp_path):
+    proc, apt = ensure_apt(tmp_path, "bash", "coreutils", uid=0)
+    assert proc.returncode == 0 and apt == ""  # installed already: apt is not even updated
+    missing = "lakeslice-no-such-package"
+    proc, apt = ensure_apt(tmp_path, "bash", missing, uid=0)
+    assert proc.returncode == 0
+    assert apt.splitlines()[-1].endswith(f"install -y -q --no-install-recommends {missing}")
+    (tmp_path / "user").mkdir()
+    proc, apt = ensure_apt(tmp_path / "user", "--or", "set X=/y", missing, uid=1000)
+    assert proc.returncode == 1 and apt == ""  # not root: says what to do, installs nothing
+    assert proc.stderr.strip() == f"{missing} missing: run 'sudo apt-get install {missing}' or set X=/y"
