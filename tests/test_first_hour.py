@@ -19,6 +19,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from support import reference as ref
 from support.cli import clean_env, export_args, run_cli
 from support.data import ALERTS_CSV, CANDLES_PQ, FIXTURES, REPO, SOL
 
@@ -84,15 +85,27 @@ def test_synthetic_gaps_listing_duplicates_and_determinism():
 def test_demo_alerts_cover_every_status():
     demo = load_make_demo()
     candles, alerts = demo.demo_frames()
-    present = set(
-        candles.select("token_address", ts=pl.col("timestamp").dt.epoch("s") * 1000).unique().iter_rows()
-    )
+    alerts = [{"alert_id": str(i), "mint": m, "ts_ms": t} for i, (m, t) in enumerate(alerts.iter_rows())]
     statuses = {"complete": 0, "partial": 0, "insufficient": 0}
+    # the reference, mint by mint, on the candles near some alert of the mint (a slot's margin
+    # around every window): the rest cannot change a status, and a million dicts are slow
     width, pre, post = 60_000, 52, 200  # the window of `make demo`
-    for mint, ts_ms in alerts.iter_rows():
-        anchor = ts_ms // width * width
-        have = sum((mint, anchor + k * width) in present for k in range(-pre, post + 1))
-        statuses["complete" if have == pre + 1 + post else "partial" if have else "insufficient"] += 1
+    bounds = pl.DataFrame(alerts).select(
+        token_address="mint", lo=pl.col("ts_ms") - (pre + 1) * width, hi=pl.col("ts_ms") + (post + 1) * width
+    )
+    near = (
+        candles.with_row_index()
+        .join(bounds, on="token_address")
+        .filter(pl.col("timestamp").dt.epoch("ms").is_between("lo", "hi"))
+        .unique("index", keep="first")
+        .drop("index", "lo", "hi")
+    )
+    by_mint = {m: rows.to_dicts() for (m,), rows in near.partition_by("token_address", as_dict=True).items()}
+    for mint in {a["mint"] for a in alerts}:
+        mine = [a for a in alerts if a["mint"] == mint]
+        candles_near = ref.quantbot_candles(by_mint.get(mint, []))
+        for c in ref.coverage_rows(candles_near, mine, width // 1000, pre, post):
+            statuses[c["status"]] += 1
     assert statuses["complete"] > statuses["partial"] > 0 and statuses["insufficient"] > 0, statuses
 
 
@@ -206,14 +219,33 @@ def test_empty_runs_are_loud(tmp_path):
     assert f"parquet://{CANDLES_PQ}" in strict.stdout.replace("\n", "").replace(" ", "").replace("│", "")
 
 
+def test_strict_thresholds_follow_the_window(tmp_path):
+    # pre3_post3: 3 candles before the anchor, 7 slots in all (SPEC §1)
+    doc = json.loads(
+        export(tmp_path, "s", "--strict-coverage", "--format", "json", window="pre3_post3").stdout
+    )
+    cov = doc["manifest"]["coverage"]
+    assert (cov["min_required_pre"], cov["target_total"]) == (3, 7)
+    for flag, value, limit in (("--min-required-pre", 4, "pre = 3"), ("--target-total", 8, "slots = 7")):
+        proc = export(tmp_path, "big", "--strict-coverage", flag, value, window="pre3_post3")
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert f"{flag} {value}" in proc.stderr and "pre3_post3" in proc.stderr and limit in proc.stderr
+    assert not (tmp_path / "lake/runs/run_id=big").exists()
+
+
 def test_result_schema_lists_warnings(tmp_path):
     import jsonschema
 
     import lakeslice
 
-    doc = json.loads(export(tmp_path, "w", "--format", "json").stdout)
-    jsonschema.validate(doc, lakeslice.json_schema("result"))
-    assert lakeslice.json_schema("result")["oneOf"][0]["properties"]["warnings"]["type"] == "array"
+    schema = lakeslice.json_schema("result")
+    far = tmp_path / "far.csv"
+    far.write_text(f"mint,ts_ms\n{SOL},1000000000000\n")
+    doc = json.loads(export(tmp_path, "w", "--alerts", far, "--format", "json").stdout)
+    assert len(doc["warnings"]) == 1
+    jsonschema.validate(doc, schema)  # a result with a warning is valid
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**doc, "warnings": doc["warnings"][0]}, schema)  # a bare string is not
 
 
 # --------------------------------------------------------------------------------------------
