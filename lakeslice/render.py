@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,13 @@ def progress_bar(*, enabled: bool = True, console: Console | None = None) -> Ite
     """
     console = console or err
     if not (enabled and (console.is_terminal or console.is_jupyter)):
+        yield None
+        return
+    if console.is_jupyter and importlib.util.find_spec("ipywidgets") is None:
+        # rich would warn at every redraw and draw nothing: say once what is missing
+        warnings.warn(
+            "no progress bar: Jupyter needs ipywidgets (pip install 'lakeslice[notebook]')", stacklevel=3
+        )
         yield None
         return
     with Progress(

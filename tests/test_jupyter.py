@@ -114,3 +114,21 @@ def test_progress_is_a_rich_display_in_jupyter(kernel, tmp_path):
     # the frame left in the cell is drawn after the export: every fetched row is counted
     rows = re.search(r"· ([\d,]+) rows ·", frames[-1])
     assert rows and int(rows.group(1).replace(",", "")) == result["rows_fetched"] > 0
+
+
+def test_without_ipywidgets_jupyter_says_which_extra(kernel):
+    code = (
+        "import sys; sys.modules['ipywidgets'] = None\n"
+        "import lakeslice as ls\n"
+        "with ls.progress_bar() as bar:\n"
+        "    print('bar', bar)\n"
+    )
+    messages = run_cell(kernel, code)
+    streams = {"stdout": "", "stderr": ""}
+    for m in messages:
+        if m["msg_type"] == "stream":
+            streams[m["content"]["name"]] += m["content"]["text"]
+    assert streams["stdout"].strip() == "bar None"  # no bar, and the export goes on without one
+    assert "ipywidgets (pip install 'lakeslice[notebook]')" in streams["stderr"]
+    assert 'install "ipywidgets"' not in streams["stderr"]  # not rich's warning at every redraw
+    assert not [m for m in messages if m["msg_type"] in ("error", "display_data")]
