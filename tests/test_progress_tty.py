@@ -17,7 +17,6 @@ import subprocess
 from pathlib import Path
 
 import polars as pl
-import pytest
 from rich.console import Console
 from support.cli import LAKESLICE, clean_env
 from support.reference import bucket_group_count
@@ -66,7 +65,6 @@ def shown_rows(frame: str) -> int:
     return int(re.search(r"· ([\d,]+) rows ·", frame).group(1).replace(",", ""))
 
 
-@pytest.mark.slow
 def test_export_progress_shows_the_total_at_once_and_every_stage(tmp_path):
     # 300 mints, each alert's window (5001 slots) spans all of its mint's 100 candles: the
     # estimate (300 x 5001 rows) makes several groups, the fetch returns every candle once.
