@@ -7,6 +7,7 @@ Frames in, lazy frames out; no Python loop over candle rows. Internally candles 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
@@ -147,12 +148,14 @@ def normalize_candles(
     chain: str | None = None,
     interval_s: int | None = None,
     source: str | None = None,
+    keep: Sequence[str] = (),
 ) -> pl.LazyFrame:
     """Candles in source columns (``token_address``, ``timestamp``, ...), slice columns
     (``mint``, ``ts``, ...) or the internal ``mint, ts_ms`` form, as
     ``mint, ts_ms, interval_s, open..volume, ver, source``.
 
-    Rows of other chains or intervals are dropped when the frame says which they are.
+    Rows of other chains or intervals are dropped when the frame says which they are; the
+    columns named in ``keep`` follow as they are.
 
     >>> c = pl.DataFrame({"token_address": ["m", "m"], "chain": ["solana", "eth"],
     ...     "timestamp": [60, 60], "interval_seconds": [60, 60],
@@ -199,6 +202,7 @@ def normalize_candles(
         *[pl.col(c).cast(pl.Float64) for c in OHLCV],
         ver.alias("ver"),
         label.alias("source"),
+        *keep,
     )
 
 

@@ -6,7 +6,10 @@ import contextlib
 import datetime as dt
 import json
 import re
-from collections.abc import Iterator
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -15,8 +18,9 @@ import pyarrow as pa
 from ..errors import InputError, RunError, one_line
 from ..lake import layout
 from ..spec import format_interval, parse_interval
-from ..transforms import mint_bucket, normalize_candles
+from ..transforms import OHLCV, mint_bucket, normalize_candles
 from .base import CANDLE_SCHEMA, HOLDINGS_SCHEMA, CandleRequest, SourceInfo
+from .sql import _as_float64
 
 _HIVE_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=")
 _DAY_MS = 86_400_000
@@ -29,11 +33,16 @@ class ParquetSource:
     pruned by its ``date`` and ``mint_bucket`` partitions.
     """
 
+    #: Estimated candle rows per bucket group: the files are read once for all groups
+    #: (:meth:`prepare`), so small groups cost little and keep peak memory low.
+    group_rows = 200_000
+
     def __init__(self, path: str | Path, *, corpus: bool = False) -> None:
         self.path = Path(path)
         self.corpus = corpus
         self.label = "corpus:ohlcv" if corpus else f"parquet:{self.path.name}"
         self._store = None
+        self._spill: _Spill | None = None
         if corpus:
             from ..lake.store import open_store
 
@@ -45,7 +54,7 @@ class ParquetSource:
         return {"kind": kind, "host": None, "database": None, "table": self.path.name}
 
     def close(self) -> None:
-        pass
+        self._drop_spill()
 
     def _root(self, interval_s: int) -> Path:
         if not self.path.exists():
@@ -142,9 +151,72 @@ class ParquetSource:
             )
 
     def fetch(self, request: CandleRequest) -> Iterator[pa.RecordBatch]:
+        """Stream the request's candles: from the one-pass spill when :meth:`prepare` read it,
+        else straight from the files (batch by batch, never the whole group at once)."""
+        spilled = self._take_spill(request)
         with self._reading(request.interval_s):
-            table = self._fetch_table(request)
-        yield from table.cast(CANDLE_SCHEMA).to_batches()
+            if spilled is None:
+                yield from self._batches(self._candles(request.chain, request.interval_s, request))
+                return
+            try:
+                if spilled.exists():  # no file: the group has no row
+                    with pa.OSFile(str(spilled)) as source:
+                        yield from pa.ipc.open_stream(source)
+            finally:
+                spilled.unlink(missing_ok=True)
+
+    def prepare(self, requests: Sequence[CandleRequest]) -> None:
+        """Read the files once for all ``requests`` (the bucket groups of one export, fetched
+        next) and split the rows that matter by request into spill files.
+
+        Bucket groups are sets of hashed mints, so every group touches nearly every row group of
+        a file sorted by mint: reading per group would decode the whole file once per group.
+        One streaming pass decodes it once; each :meth:`fetch` of a prepared request then reads
+        its own rows back, and memory stays bounded by a batch and a group.
+        """
+        self._drop_spill()
+        if (
+            len(requests) < 2
+            or any(r.ranges is None for r in requests)
+            or len({(r.chain, r.interval_s) for r in requests}) != 1
+        ):
+            return
+        first = requests[0]
+        tagged = pl.concat(
+            [
+                r.ranges.select("mint", "start_ms", "end_ms").with_columns(_request=pl.lit(i, pl.UInt32))
+                for i, r in enumerate(requests)
+            ]
+        )
+        spill = Path(tempfile.mkdtemp(prefix="lakeslice-spill-"))
+        self._spill = _Spill(spill, [r.ranges for r in requests])
+        writers: dict[Path, pa.ipc.RecordBatchStreamWriter] = {}
+        try:
+            with self._reading(first.interval_s):
+                query = self._candles(
+                    first.chain, first.interval_s, CandleRequest(first.chain, first.interval_s, tagged)
+                )
+                for frame in query.collect_batches(maintain_order=False):
+                    parts = frame.partition_by("_request", as_dict=True, include_key=False)
+                    for (tag,), part in parts.items():
+                        _spill_part(self._as_candles(part), spill / f"{tag}.arrow", writers)
+        except BaseException:
+            self._drop_spill()
+            raise
+        finally:
+            for writer in writers.values():
+                writer.close()
+
+    def _take_spill(self, request: CandleRequest) -> Path | None:
+        """The spill file of a prepared request (each is read once), or None."""
+        if self._spill is None or request.ranges is None:
+            return None
+        return self._spill.take(request.ranges)
+
+    def _drop_spill(self) -> None:
+        if self._spill is not None:
+            shutil.rmtree(self._spill.dir, ignore_errors=True)
+            self._spill = None
 
     def _pruned(self, request: CandleRequest) -> pl.LazyFrame:
         if self.corpus:
@@ -152,11 +224,19 @@ class ParquetSource:
         lf, keys = self.scan(request.interval_s)
         return _prune(lf, keys, request)
 
-    def _fetch_table(self, request: CandleRequest) -> pa.Table:
+    def _candles(self, chain: str, interval_s: int, request: CandleRequest) -> pl.LazyFrame:
+        """The request's candles in CANDLE_SCHEMA columns (plus ``_request`` when the ranges
+        carry it, and the raw values of integer price/volume columns as ``_raw_<name>``)."""
         lf = self._pruned(request)
-        candles = normalize_candles(lf, chain=request.chain, interval_s=request.interval_s)
+        names = lf.collect_schema()
+        wide = [c for c in OHLCV if c in names and names[c].is_integer()]
+        lf = lf.with_columns(pl.col(c).alias(f"_raw_{c}") for c in wide)
+        raw = [f"_raw_{c}" for c in wide]
+        candles = normalize_candles(lf, chain=chain, interval_s=interval_s, keep=raw)
+        extra = list(raw)
         if request.ranges is not None:
             ranges = request.ranges.lazy()
+            extra += [c for c in request.ranges.columns if c == "_request"]
             candles = candles.filter(pl.col("mint").is_in(request.ranges["mint"].unique().implode()))
             candles = candles.join(ranges, on="mint").filter(
                 (pl.col("ts_ms") >= pl.col("start_ms")) & (pl.col("ts_ms") < pl.col("end_ms"))
@@ -165,7 +245,28 @@ class ParquetSource:
             candles = candles.filter(
                 (pl.col("ts_ms") >= request.start_ms) & (pl.col("ts_ms") < request.end_ms)
             )
-        return candles.select(CANDLE_SCHEMA.names).collect().to_arrow()
+        return candles.select(*CANDLE_SCHEMA.names, *extra)
+
+    def _batches(self, candles: pl.LazyFrame) -> Iterator[pa.RecordBatch]:
+        """CANDLE_SCHEMA batches as the streaming engine yields them."""
+        for frame in candles.collect_batches(maintain_order=False):
+            yield from self._as_candles(frame).to_batches()
+
+    def _as_candles(self, frame: pl.DataFrame) -> pa.Table:
+        """Rows of :meth:`_candles` in CANDLE_SCHEMA.
+
+        An integer price or volume must fit Float64 exactly: the same check (and the same one
+        line, naming the file and column) as the SQL sources.
+        """
+        where = str(self._store.root if self._store is not None else self.path)
+        table = frame.to_arrow()
+        columns = []
+        for field in CANDLE_SCHEMA:
+            if f"_raw_{field.name}" in table.column_names:
+                columns.append(_as_float64(table.column(f"_raw_{field.name}"), field.name, where))
+            else:
+                columns.append(table.column(field.name).cast(field.type))
+        return pa.table(columns, schema=CANDLE_SCHEMA)
 
     @contextlib.contextmanager
     def _reading(self, interval_s: int):
@@ -175,6 +276,29 @@ class ParquetSource:
         except (pl.exceptions.PolarsError, OSError) as exc:
             where = self._store.root if self._store is not None else self.path
             raise RunError(f"{where}: cannot read candles ({one_line(exc)})") from exc
+
+
+@dataclass
+class _Spill:
+    """The spill files of prepared requests: ``dir/<i>.arrow`` holds the rows of ``ranges[i]``."""
+
+    dir: Path
+    ranges: list[pl.DataFrame | None]
+
+    def take(self, ranges: pl.DataFrame) -> Path | None:
+        """The file of the prepared request with these ranges; it is handed out once."""
+        for i, prepared in enumerate(self.ranges):
+            if prepared is not None and prepared.height == ranges.height and prepared.equals(ranges):
+                self.ranges[i] = None
+                return self.dir / f"{i}.arrow"
+        return None
+
+
+def _spill_part(rows: pa.Table, path: Path, writers: dict[Path, pa.ipc.RecordBatchStreamWriter]) -> None:
+    """Append ``rows`` to the spill file at ``path`` (opened on its first rows)."""
+    if path not in writers:
+        writers[path] = pa.ipc.new_stream(str(path), CANDLE_SCHEMA)
+    writers[path].write_table(rows)
 
 
 def _hidden(path: Path, root: Path) -> bool:
