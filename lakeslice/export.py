@@ -638,27 +638,26 @@ def fetch_frame(
     interval_s: int,
     ranges: pl.DataFrame,
     buckets: tuple[str, ...],
-    convert: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+    convert: Callable[[pa.RecordBatch], pl.DataFrame] | None = None,
     on_rows: Callable[[int], None] | None = None,
 ) -> pl.DataFrame:
     """All batches of one bucket group as one frame; a dropped connection retries the group.
 
-    Each batch becomes a frame as it arrives and goes through ``convert`` (the run export turns
-    mint strings into integer ids there, so a group's strings are never all held at once);
+    Each batch becomes a frame as it arrives, through ``convert`` when given (the run export
+    turns mints into integer ids there, so a group's mint strings are never materialized);
     ``on_rows`` hears each batch's row count.
     """
     request = CandleRequest(chain=chain, interval_s=interval_s, ranges=ranges)
+    to_frame = convert or (lambda batch: _frame_of([batch]))
 
     def fetch_all() -> pl.DataFrame:
         frames = []
         for batch in src.fetch(request):
-            frame = _frame_of([batch])
-            frames.append(convert(frame) if convert is not None else frame)
+            frames.append(to_frame(batch))
             if on_rows is not None:
                 on_rows(batch.num_rows)
         if not frames:
-            empty = _frame_of([])
-            return convert(empty) if convert is not None else empty
+            return to_frame(pa.RecordBatch.from_pylist([], schema=CANDLE_SCHEMA))
         return pl.concat(frames, rechunk=False)
 
     return with_retries(
@@ -674,11 +673,19 @@ def _frame_of(batches: list[pa.RecordBatch]) -> pl.DataFrame:
     return cast(pl.DataFrame, pl.from_arrow(table))  # a Table gives a DataFrame
 
 
-def _mint_ids(names: pl.Series, frame: pl.DataFrame) -> pl.DataFrame:
-    """``mint`` as its position in the sorted ``names`` (UInt32): integer order is string order."""
-    return frame.with_columns(
-        pl.col("mint").cast(pl.String).cast(pl.Enum(names)).to_physical().cast(pl.UInt32)
-    )
+def _mint_ids(names: pl.Series, batch: pa.RecordBatch) -> pl.DataFrame:
+    """A batch as a frame, ``mint`` as its position in the sorted ``names`` (UInt32): integer
+    order is string order. A dictionary-encoded mint maps its dictionary (the few distinct
+    mints), then gathers by the indices: no string per row."""
+    mint = batch.column("mint")
+    ids_of = pl.Enum(names)
+    if pa.types.is_dictionary(mint.type):
+        codes = pl.Series(mint.dictionary).cast(pl.String).cast(ids_of).to_physical().cast(pl.UInt32)
+        ids = codes.gather(pl.Series(mint.indices).cast(pl.UInt32))
+    else:
+        ids = pl.Series(mint).cast(pl.String).cast(ids_of).to_physical().cast(pl.UInt32)
+    rest = cast(pl.DataFrame, pl.from_arrow(pa.Table.from_batches([batch.drop_columns(["mint"])])))
+    return rest.insert_column(0, ids.alias("mint"))
 
 
 def _day_slices(frame: pl.DataFrame, task: GroupTask, label: str) -> pl.DataFrame:

@@ -38,8 +38,10 @@ def sorted_source(tmp_path_factory) -> tuple[Path, Path, pl.DataFrame, pl.DataFr
 
 @pytest.fixture
 def small_groups(monkeypatch):
-    """Groups of about 400 candles: several groups from the small source."""
+    """Groups of about 400 candles and batches of 100 rows: several groups from the small
+    source, several batches per group."""
     monkeypatch.setattr(ParquetSource, "group_rows", 400)
+    monkeypatch.setattr(ParquetSource, "batch_rows", 100)
 
 
 def _reference_rows(candles: pl.DataFrame, alerts: pl.DataFrame) -> list[tuple]:

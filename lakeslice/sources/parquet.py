@@ -20,7 +20,7 @@ from ..lake import layout
 from ..spec import format_interval, parse_interval
 from ..transforms import OHLCV, mint_bucket, normalize_candles
 from .base import CANDLE_SCHEMA, HOLDINGS_SCHEMA, CandleRequest, SourceInfo
-from .sql import _as_float64
+from .sql import DICT_CANDLE_SCHEMA, _as_float64
 
 _HIVE_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=")
 _DAY_MS = 86_400_000
@@ -36,6 +36,8 @@ class ParquetSource:
     #: Estimated candle rows per bucket group: the files are read once for all groups
     #: (:meth:`prepare`), so small groups cost little and keep peak memory low.
     group_rows = 200_000
+    #: Rows per batch from the streaming engine: bounds what a pass holds at once.
+    batch_rows = 65_536
 
     def __init__(self, path: str | Path, *, corpus: bool = False) -> None:
         self.path = Path(path)
@@ -152,11 +154,16 @@ class ParquetSource:
 
     def fetch(self, request: CandleRequest) -> Iterator[pa.RecordBatch]:
         """Stream the request's candles: from the one-pass spill when :meth:`prepare` read it,
-        else straight from the files (batch by batch, never the whole group at once)."""
+        else straight from the files, batch by batch. For a window request ``mint`` arrives
+        dictionary-encoded over the request's sorted mints (as from the SQL sources)."""
         spilled = self._take_spill(request)
+        mints = _request_mints(request.ranges)
         with self._reading(request.interval_s):
             if spilled is None:
-                yield from self._batches(self._candles(request.chain, request.interval_s, request))
+                for frame in self._candles(request).collect_batches(
+                    maintain_order=False, chunk_size=self.batch_rows
+                ):
+                    yield from self._as_candles(frame, mints).to_batches()
                 return
             try:
                 if spilled.exists():  # no file: the group has no row
@@ -188,18 +195,17 @@ class ParquetSource:
                 for i, r in enumerate(requests)
             ]
         )
+        mints = [_request_mints(r.ranges) for r in requests]
         spill = Path(tempfile.mkdtemp(prefix="lakeslice-spill-"))
         self._spill = _Spill(spill, [r.ranges for r in requests])
         writers: dict[Path, pa.ipc.RecordBatchStreamWriter] = {}
         try:
             with self._reading(first.interval_s):
-                query = self._candles(
-                    first.chain, first.interval_s, CandleRequest(first.chain, first.interval_s, tagged)
-                )
-                for frame in query.collect_batches(maintain_order=False):
+                query = self._candles(CandleRequest(first.chain, first.interval_s, tagged))
+                for frame in query.collect_batches(maintain_order=False, chunk_size=self.batch_rows):
                     parts = frame.partition_by("_request", as_dict=True, include_key=False)
                     for (tag,), part in parts.items():
-                        _spill_part(self._as_candles(part), spill / f"{tag}.arrow", writers)
+                        _spill_part(self._as_candles(part, mints[tag]), spill / f"{tag}.arrow", writers)
         except BaseException:
             self._drop_spill()
             raise
@@ -224,49 +230,58 @@ class ParquetSource:
         lf, keys = self.scan(request.interval_s)
         return _prune(lf, keys, request)
 
-    def _candles(self, chain: str, interval_s: int, request: CandleRequest) -> pl.LazyFrame:
-        """The request's candles in CANDLE_SCHEMA columns (plus ``_request`` when the ranges
-        carry it, and the raw values of integer price/volume columns as ``_raw_<name>``)."""
+    def _candles(self, request: CandleRequest) -> pl.LazyFrame:
+        """The request's candles in CANDLE_SCHEMA columns; for a window request ``_mint_id``
+        (the mint's position among the request's sorted mints, per ``_request`` when the ranges
+        carry that tag) in place of ``mint``. Integer price/volume columns also come raw, as
+        ``_raw_<name>``, for the exactness check."""
         lf = self._pruned(request)
         names = lf.collect_schema()
         wide = [c for c in OHLCV if c in names and names[c].is_integer()]
         lf = lf.with_columns(pl.col(c).alias(f"_raw_{c}") for c in wide)
         raw = [f"_raw_{c}" for c in wide]
-        candles = normalize_candles(lf, chain=chain, interval_s=interval_s, keep=raw)
-        extra = list(raw)
-        if request.ranges is not None:
-            ranges = request.ranges.lazy()
-            extra += [c for c in request.ranges.columns if c == "_request"]
-            candles = candles.filter(pl.col("mint").is_in(request.ranges["mint"].unique().implode()))
-            candles = candles.join(ranges, on="mint").filter(
-                (pl.col("ts_ms") >= pl.col("start_ms")) & (pl.col("ts_ms") < pl.col("end_ms"))
-            )
-        else:
-            candles = candles.filter(
-                (pl.col("ts_ms") >= request.start_ms) & (pl.col("ts_ms") < request.end_ms)
-            )
-        return candles.select(*CANDLE_SCHEMA.names, *extra)
+        candles = normalize_candles(lf, chain=request.chain, interval_s=request.interval_s, keep=raw)
+        if request.ranges is None:
+            in_range = (pl.col("ts_ms") >= request.start_ms) & (pl.col("ts_ms") < request.end_ms)
+            return candles.filter(in_range).select(*CANDLE_SCHEMA.names, *raw)
+        tag = [c for c in request.ranges.columns if c == "_request"]
+        rank = pl.col("mint").rank("dense")
+        # computed here, not in the query: a window expression would keep the engine from
+        # streaming the scan
+        ranges = request.ranges.with_columns(
+            _mint_id=((rank.over(tag) if tag else rank) - 1).cast(pl.Int32)
+        ).lazy()
+        candles = candles.filter(pl.col("mint").is_in(request.ranges["mint"].unique().implode()))
+        candles = candles.join(ranges, on="mint").filter(
+            (pl.col("ts_ms") >= pl.col("start_ms")) & (pl.col("ts_ms") < pl.col("end_ms"))
+        )
+        return candles.select("_mint_id", *CANDLE_SCHEMA.names[1:], *raw, *tag)
 
-    def _batches(self, candles: pl.LazyFrame) -> Iterator[pa.RecordBatch]:
-        """CANDLE_SCHEMA batches as the streaming engine yields them."""
-        for frame in candles.collect_batches(maintain_order=False):
-            yield from self._as_candles(frame).to_batches()
-
-    def _as_candles(self, frame: pl.DataFrame) -> pa.Table:
-        """Rows of :meth:`_candles` in CANDLE_SCHEMA.
+    def _as_candles(self, frame: pl.DataFrame, mints: pa.Array | None) -> pa.Table:
+        """Rows of :meth:`_candles` in CANDLE_SCHEMA (``mint`` over the dictionary ``mints``
+        for a window request).
 
         An integer price or volume must fit Float64 exactly: the same check (and the same one
         line, naming the file and column) as the SQL sources.
         """
         where = str(self._store.root if self._store is not None else self.path)
         table = frame.to_arrow()
-        columns = []
-        for field in CANDLE_SCHEMA:
+        if mints is None:
+            schema, columns = CANDLE_SCHEMA, [table.column("mint").cast(pa.string())]
+        else:
+            schema = DICT_CANDLE_SCHEMA
+            ids = table.column("_mint_id").cast(pa.int32())
+            columns = [
+                pa.chunked_array(
+                    [pa.DictionaryArray.from_arrays(c, mints) for c in ids.chunks], schema[0].type
+                )
+            ]
+        for field in list(CANDLE_SCHEMA)[1:]:
             if f"_raw_{field.name}" in table.column_names:
                 columns.append(_as_float64(table.column(f"_raw_{field.name}"), field.name, where))
             else:
                 columns.append(table.column(field.name).cast(field.type))
-        return pa.table(columns, schema=CANDLE_SCHEMA)
+        return pa.table(columns, schema=schema)
 
     @contextlib.contextmanager
     def _reading(self, interval_s: int):
@@ -294,10 +309,17 @@ class _Spill:
         return None
 
 
+def _request_mints(ranges: pl.DataFrame | None) -> pa.Array | None:
+    """The dictionary of a window request's ``mint``: its sorted distinct mints (position = id)."""
+    if ranges is None:
+        return None
+    return ranges["mint"].cast(pl.String).unique().sort().to_arrow().cast(pa.string())
+
+
 def _spill_part(rows: pa.Table, path: Path, writers: dict[Path, pa.ipc.RecordBatchStreamWriter]) -> None:
     """Append ``rows`` to the spill file at ``path`` (opened on its first rows)."""
     if path not in writers:
-        writers[path] = pa.ipc.new_stream(str(path), CANDLE_SCHEMA)
+        writers[path] = pa.ipc.new_stream(str(path), rows.schema)
     writers[path].write_table(rows)
 
 
