@@ -9,6 +9,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from support import reference as ref
 from support.cli import EPOCH, run_cli
 from support.runs import all_run_rows
@@ -207,3 +209,45 @@ def test_uint64_volume_up_to_2_53_is_exact(tmp_path):
     )
     got = [r["volume"] for r in sorted(all_run_rows(res.run_dir), key=lambda r: r["ts_ms"])]
     assert got == [float(v) for v in volumes[:9]] and got[0] == 2**53
+
+
+_candle_rows = st.lists(
+    st.tuples(st.integers(0, 4), st.integers(-40, 40), st.integers(0, 59)), min_size=0, max_size=60
+)
+_alert_rows = st.lists(st.tuples(st.integers(0, 5), st.integers(-45, 45)), min_size=1, max_size=12)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(candle_rows=_candle_rows, alert_rows=_alert_rows)
+# a complete window whose first slot is also the slot of the previous mint's last candle
+@example(candle_rows=[(0, 2, 0)] + [(1, k, 0) for k in range(2, 10)], alert_rows=[(1, 5)])
+@example(candle_rows=[(0, -40, 0), (2, 40, 0)], alert_rows=[(1, 0), (3, 40), (0, -45)])  # none
+def test_coverage_on_packed_keys_equals_the_reference(candle_rows, alert_rows):
+    """Mints as integer ids (the export's path: one packed key): every count, first/last and
+    status as the brute-force reference, with mints lacking candles, windows before the first
+    candle and after the last, and candles off the interval grid (a second in a minute)."""
+    from lakeslice.transforms import alert_windows, coverage_of, dedupe_candles, normalize_candles
+
+    pre, post = 3, 4
+    candles = [
+        {
+            "mint": m,
+            "ts_ms": slot * 60_000 + sec * 1000,
+            "ver": 0,
+            "source": "x",
+            **dict.fromkeys(ref.OHLCV, 1.0),
+        }
+        for m, slot, sec in candle_rows
+    ]
+    alerts = [
+        {"alert_id": f"a{i:02d}", "mint": m, "ts_ms": t * 60_000 + 7} for i, (m, t) in enumerate(alert_rows)
+    ]
+    schema = {"mint": pl.UInt32, "ts_ms": pl.Int64, "ver": pl.UInt64, "source": pl.String}
+    frame = pl.DataFrame(candles, schema={**schema, **dict.fromkeys(ref.OHLCV, pl.Float64)})
+    deduped = dedupe_candles(normalize_candles(frame, interval_s=60)).collect()
+    windows = alert_windows(
+        pl.DataFrame(alerts, schema_overrides={"mint": pl.UInt32}), interval=60, window=f"pre{pre}_post{post}"
+    )
+    got = coverage_of(deduped.lazy(), windows, expected_total=pre + 1 + post).collect().to_dicts()
+    expected = ref.coverage_rows(candles, alerts, 60, pre, post)
+    assert got == [{**r, "mint": str(r["mint"])} for r in expected]  # the coverage file's mint is text
