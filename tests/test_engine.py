@@ -196,6 +196,37 @@ def test_uint64_volume_above_2_53_fails_naming_file_and_column(tmp_path):
     assert not list((tmp_path / "d").glob("lake/runs/run_id=*/manifest.json"))
 
 
+def test_uint64_above_2_53_fails_in_the_one_pass_too(tmp_path, monkeypatch):
+    """Several groups (the prepared pass): the same one line, and nothing sealed."""
+    from lakeslice.errors import RunError
+
+    monkeypatch.setattr(ParquetSource, "group_rows", 1)
+    n = 10
+    start = dt.datetime(2024, 1, 1)
+    mints = ["M", "N"]  # buckets c6 and b5: two groups
+    pl.DataFrame(
+        {
+            "token_address": [m for m in mints for _ in range(n)],
+            "chain": "solana",
+            "timestamp": [start + dt.timedelta(minutes=i) for _ in mints for i in range(n)],
+            "interval_seconds": pl.Series([60] * 2 * n, dtype=pl.UInt32),
+            **{c: [1.0] * 2 * n for c in ("open", "high", "low", "close")},
+            "volume": pl.Series([1] * (2 * n - 1) + [2**60], dtype=pl.UInt64),
+        }
+    ).write_parquet(tmp_path / "two.parquet")
+    t = ref.epoch_ms(dt.datetime(2024, 1, 1, 0, 5))
+    alerts = pl.DataFrame({"mint": mints, "ts_ms": [t, t]})
+    with pytest.raises(RunError) as err:
+        export_run_slices(
+            alerts, interval="1m", window="pre5_post5", source=f"parquet://{tmp_path / 'two.parquet'}",
+            data_root=tmp_path / "d",
+        )  # fmt: skip
+    message = str(err.value)
+    assert "two.parquet" in message and "column volume" in message and str(2**60) in message
+    assert "\n" not in message
+    assert not list((tmp_path / "d").glob("lake/runs/run_id=*/manifest.json"))
+
+
 def test_uint64_volume_up_to_2_53_is_exact(tmp_path):
     volumes = [2**53, 2**53 - 1, 3, 4, 5, 6, 7, 8, 9, 10]
     _integer_prices(tmp_path / "ok.parquet", volumes)
