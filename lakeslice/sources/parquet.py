@@ -69,6 +69,7 @@ class ParquetSource:
         from ..transforms import SLICE_SCHEMA
 
         store = self._store
+        assert store is not None  # corpus sources have one
         text = format_interval(request.interval_s)
         available = list(corpus_days(store, request.chain, text))
         if not available:
@@ -189,15 +190,16 @@ class ParquetSource:
         ):
             return
         first = requests[0]
+        ranges = [r.ranges for r in requests if r.ranges is not None]
         tagged = pl.concat(
             [
-                r.ranges.select("mint", "start_ms", "end_ms").with_columns(_request=pl.lit(i, pl.UInt32))
-                for i, r in enumerate(requests)
+                r.select("mint", "start_ms", "end_ms").with_columns(_request=pl.lit(i, pl.UInt32))
+                for i, r in enumerate(ranges)
             ]
         )
-        mints = [_request_mints(r.ranges) for r in requests]
+        mints = [_request_mints(r) for r in ranges]
         spill = Path(tempfile.mkdtemp(prefix="lakeslice-spill-"))
-        self._spill = _Spill(spill, [r.ranges for r in requests])
+        self._spill = _Spill(spill, list(ranges))
         writers: dict[Path, pa.ipc.RecordBatchStreamWriter] = {}
         try:
             with self._reading(first.interval_s):
@@ -205,7 +207,8 @@ class ParquetSource:
                 for frame in query.collect_batches(maintain_order=False, chunk_size=self.batch_rows):
                     parts = frame.partition_by("_request", as_dict=True, include_key=False)
                     for (tag,), part in parts.items():
-                        _spill_part(self._as_candles(part, mints[tag]), spill / f"{tag}.arrow", writers)
+                        rows = self._as_candles(part, mints[int(tag)])
+                        _spill_part(rows, spill / f"{tag}.arrow", writers)
         except BaseException:
             self._drop_spill()
             raise
@@ -284,7 +287,7 @@ class ParquetSource:
         return pa.table(columns, schema=schema)
 
     @contextlib.contextmanager
-    def _reading(self, interval_s: int):
+    def _reading(self, interval_s: int) -> Iterator[None]:
         """Turn a corrupt or foreign file into one line naming the source."""
         try:
             yield
@@ -330,7 +333,7 @@ def _hidden(path: Path, root: Path) -> bool:
 def _prune(lf: pl.LazyFrame, keys: set[str], request: CandleRequest) -> pl.LazyFrame:
     """Partition pruning on corpus-style trees: only the buckets and days asked for."""
     if request.ranges is None:
-        if "date" in keys:
+        if "date" in keys and request.start_ms is not None and request.end_ms is not None:
             lo, hi = _day(request.start_ms), _day(request.end_ms - 1)
             lf = lf.filter(pl.col("date").is_between(pl.lit(lo), pl.lit(hi)))
         return lf
