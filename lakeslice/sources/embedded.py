@@ -88,10 +88,6 @@ class ChdbSource(SqlCandleSource):
     """``chdb://PATH`` candles: a chdb session at PATH, opened on first use."""
 
     kind = "chdb"
-    #: Estimated candle rows per bucket group. chdb's engine runs in this process: its library
-    #: alone maps ~215 MiB of code and its query buffers add to ours, so groups are smaller than
-    #: the server's (benchmarks/README.md: peak RSS 739 -> ~680 MiB at scale 1 for 400k -> 200k).
-    group_rows = 200_000
 
     def __init__(self, path: str | Path, *, table: str = "ohlcv_candles", database: str = "default"):
         self.path = Path(path)
