@@ -85,6 +85,13 @@ def test_prepared_source_reads_the_file_once(sorted_source, small_groups, tmp_pa
     assert got == expected and sum(len(g) for g in got) > 1000
     assert not spill.exists()  # the spill files go with the source
 
+    forgotten = ParquetSource(path)
+    forgotten.prepare(requests)
+    spill = forgotten._spill.dir
+    assert spill.exists()
+    del forgotten  # never closed: collected, its spill goes too
+    assert not spill.exists()
+
 
 def _fetched(src: ParquetSource, request) -> list[tuple]:
     frames = [pl.from_arrow(b) for b in src.fetch(request)]

@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import tempfile
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,7 +200,8 @@ class ParquetSource:
         )
         mints = [_request_mints(r) for r in ranges]
         spill = Path(tempfile.mkdtemp(prefix="lakeslice-spill-"))
-        self._spill = _Spill(spill, list(ranges))
+        # removed by close(), or when the source is collected or the interpreter exits
+        self._spill = _Spill(spill, list(ranges), weakref.finalize(self, shutil.rmtree, spill, True))
         writers: dict[Path, pa.ipc.RecordBatchStreamWriter] = {}
         try:
             with self._reading(first.interval_s):
@@ -224,7 +226,7 @@ class ParquetSource:
 
     def _drop_spill(self) -> None:
         if self._spill is not None:
-            shutil.rmtree(self._spill.dir, ignore_errors=True)
+            self._spill.remove()
             self._spill = None
 
     def _pruned(self, request: CandleRequest) -> pl.LazyFrame:
@@ -302,6 +304,7 @@ class _Spill:
 
     dir: Path
     ranges: list[pl.DataFrame | None]
+    remove: weakref.finalize
 
     def take(self, ranges: pl.DataFrame) -> Path | None:
         """The file of the prepared request with these ranges; it is handed out once."""
