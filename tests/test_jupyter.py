@@ -24,14 +24,14 @@ from support.reference import alerts_csv, bucket_group_count
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 WIDGET = "application/vnd.jupyter.widget-view+json"
-#: Stages an export goes through today, in order ("writing" may come between them).
-STAGES = ("planning", "fetching", "sealing")
+#: Stages an export goes through, in order (lakeslice.progress.STAGES).
+STAGES = ("planning", "fetching", "writing", "sealing")
 
 CODE = """
 import json
 import lakeslice as ls
-from lakeslice import export as export_mod
-export_mod.GROUP_ROWS = 1  # a group per bucket: several groups from the small fixture
+from lakeslice.sources.parquet import ParquetSource
+ParquetSource.group_rows = 1  # a group per bucket: several groups from the small fixture
 with ls.progress_bar() as bar:
     res = ls.export_run_slices({alerts!r}, interval="1m", window="pre2_post3", source={source!r},
                                data_root={root!r}, run_id="nb", progress=bar)
@@ -100,10 +100,10 @@ def test_progress_is_a_rich_display_in_jupyter(kernel, tmp_path):
         for m in messages
         if m["msg_type"] == "display_data" and "text/html" in m["content"]["data"]
     ]
-    frames = [f for f in frames if f.split() and f.split()[0] in (*STAGES, "writing")]
+    frames = [f for f in frames if f.split() and f.split()[0] in STAGES]
     assert frames, [m["msg_type"] for m in messages]
     order = list(dict.fromkeys(f.split()[0] for f in frames))
-    assert [s for s in order if s in STAGES] == list(STAGES), order
+    assert order == list(STAGES), order
 
     mints = {a["mint"] for a in alerts_csv(ALERTS_CSV)}
     total = bucket_group_count(dict.fromkeys(mints, 1), 1)

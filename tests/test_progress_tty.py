@@ -21,13 +21,13 @@ from rich.console import Console
 from support.cli import LAKESLICE, clean_env
 from support.reference import bucket_group_count
 
-from lakeslice import export as export_mod
 from lakeslice.render import progress_bar
+from lakeslice.sources.parquet import ParquetSource
 from lakeslice.synthetic import BASE_TS, synthetic_candles
 
-#: Stages an export goes through today, in order. The exporter may add stages between them
-#: ("writing"); the renderer draws whatever it is sent.
-STAGES = ("planning", "fetching", "sealing")
+#: Stages an export goes through, in order (lakeslice.progress.STAGES); the renderer draws
+#: whatever it is sent.
+STAGES = ("planning", "fetching", "writing", "sealing")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -73,7 +73,7 @@ def test_export_progress_shows_the_total_at_once_and_every_stage(tmp_path):
     mints = candles["token_address"].unique().sort().to_list()
     alerts = tmp_path / "alerts.csv"
     pl.DataFrame({"mint": mints, "ts_ms": [(BASE_TS + 52 * 60) * 1000] * len(mints)}).write_csv(alerts)
-    total = bucket_group_count(dict.fromkeys(mints, 5001), export_mod.GROUP_ROWS)
+    total = bucket_group_count(dict.fromkeys(mints, 5001), ParquetSource.group_rows)
     assert total >= 2
     args = [
         str(LAKESLICE), "export", "--alerts", str(alerts), "--interval", "1m",
@@ -87,8 +87,8 @@ def test_export_progress_shows_the_total_at_once_and_every_stage(tmp_path):
     assert f" 0/{total} " in fetching[0]  # the total at once, before any group is done
     assert all(f"/{total} " in f for f in fetching)
     assert "?" not in text
-    order = list(dict.fromkeys(f.split()[0] for f in frames if f.split()[0] in (*STAGES, "writing")))
-    assert [s for s in order if s in STAGES] == list(STAGES), order
+    order = list(dict.fromkeys(f.split()[0] for f in frames if f.split()[0] in STAGES))
+    assert order == list(STAGES), order
     # rows count up to every candle fetched; the last frame (sealing) shows them all, as the
     # summary does
     assert shown_rows(frames[-1]) == candles.height
