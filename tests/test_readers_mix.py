@@ -198,3 +198,21 @@ def test_a_resolved_run_path_outlives_overwrites(tmp_path):
     assert ls.run_path(root, "mix") != path
     for s in (_polars_scan, _duckdb_scan):
         assert _plain(s(path)).equals(before[s.__name__])
+
+
+@pytest.mark.parametrize("verify", [False, True])
+def test_local_scan_run_reads_its_generation_without_error_during_overwrites(tmp_path, verify):
+    """Locally, scan_run resolves the run once: an overwrite meanwhile is no error at all."""
+    a, b = _alerts(tmp_path)
+    want = {n: ls.scan_run(_export(x, str(tmp_path / f"ref-{n}")).run_dir).collect().sort(KEY)
+            for n, x in (("a", a), ("b", b))}  # fmt: skip
+    root = str(tmp_path / "lake-root")
+    run = _export(a, root).run_dir
+    seen, errors = _race(
+        lambda i: _export(b if i % 2 == 0 else a, root, overwrite=True),
+        lambda: ls.scan_run(run, verify=verify).collect().sort(KEY),
+        rounds=6,
+    )
+    assert errors == [] and len(seen) >= 2
+    for frame in seen:
+        assert frame.equals(want["a"]) or frame.equals(want["b"]), "a read mixed two exports"
