@@ -280,3 +280,17 @@ def test_unsealed_data_never_becomes_a_generation_link(tmp_path, two_exports):
         _export(root, str(bad))
     assert sorted(generations_dir(root, "g").iterdir()) == before
     assert _state(root) == two_exports["sha"]["a"]
+
+
+def test_a_link_to_a_missing_generation_is_reported_not_skipped(tmp_path, two_exports):
+    """Generations removed by hand: verify and ls report the run, an export refuses it."""
+    root = tmp_path / "lake-root"
+    _export(root, str(two_exports["a"]))
+    shutil.rmtree(generations_dir(root, "g"))
+    proc = run_cli("verify", root)
+    assert proc.returncode == 1 and "run_id=g" in proc.stderr and "unsealed" in proc.stderr
+    assert ls.list_runs(root).select("run_id", "sealed").rows() == [("g", False)]
+    with pytest.raises(ls.InputError, match="a link to a missing generation is in the way"):
+        _export(root, str(two_exports["b"]), overwrite=False)
+    _export(root, str(two_exports["b"]))
+    assert _state(root) == two_exports["sha"]["b"]

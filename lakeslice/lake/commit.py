@@ -244,7 +244,7 @@ class LocalCommit:
         os.rename(self.staging, self.generation)
         fsync_dir(generations)
         old = current_generation(self.final)
-        if old is not None:
+        if old is not None and old.is_dir():
             os.utime(old)
         link = self.staging.with_name(self.staging.name + ".link")
         os.symlink(os.path.relpath(self.generation, self.final.parent), link)
