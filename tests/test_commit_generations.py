@@ -294,3 +294,12 @@ def test_a_link_to_a_missing_generation_is_reported_not_skipped(tmp_path, two_ex
         _export(root, str(two_exports["b"]), overwrite=False)
     _export(root, str(two_exports["b"]))
     assert _state(root) == two_exports["sha"]["b"]
+
+
+def test_a_bad_grace_period_is_an_input_error_and_nothing_is_sealed(tmp_path):
+    from support.cli import export_args
+
+    proc = run_cli(*export_args(tmp_path, "g"), env={"LAKESLICE_KEEP_REPLACED": "ten minutes"})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "LAKESLICE_KEEP_REPLACED='ten minutes'" in proc.stderr
+    assert not (tmp_path / "lake").exists() or not any((tmp_path / "lake").rglob("manifest.json"))

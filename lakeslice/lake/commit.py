@@ -130,7 +130,7 @@ class LocalCommit:
         run_id = self.final.name.removeprefix("run_id=")
         self.generations = store.path(generations_key(run_id)) if seal_key is None else None
         self.generation: Path | None = None
-        self.keep = keep_replaced_seconds()
+        self.keep = keep_replaced_seconds() if self.generations is not None else 0.0
 
     def __enter__(self) -> LocalCommit:
         self._prepare_parent()
