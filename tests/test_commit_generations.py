@@ -303,3 +303,34 @@ def test_a_bad_grace_period_is_an_input_error_and_nothing_is_sealed(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and "LAKESLICE_KEEP_REPLACED='ten minutes'" in proc.stderr
     assert not (tmp_path / "lake").exists() or not any((tmp_path / "lake").rglob("manifest.json"))
+
+
+def test_plain_readers_through_the_link(tmp_path, two_exports):
+    """Polars, DuckDB and pyarrow read a run through its link with hive keys from SPEC's layout;
+    DuckDB's ``**`` does not enter a linked run (the README says so)."""
+    import duckdb
+    import pyarrow.dataset as ds
+
+    root = tmp_path / "lake-root"
+    run = _export(root, str(two_exports["a"])).run_dir
+    want = ls.scan_run(run).collect().drop("mint_bucket").sort("mint", "ts")
+    slices = run / "slices"
+    polars_dir = pl.scan_parquet(slices, hive_partitioning=True).collect()
+    polars_glob = pl.scan_parquet(f"{slices}/**/*.parquet", hive_partitioning=True).collect()
+    with duckdb.connect() as con:
+        duck = con.sql(f"SELECT * FROM read_parquet('{slices}/**/*.parquet', hive_partitioning=true)").pl()
+        star = f"SELECT count(*) FROM read_parquet('{run.parent}/*/slices/**/*.parquet')"
+        through_star = con.execute(star).fetchone()
+        with pytest.raises(duckdb.IOException, match="No files found"):
+            con.execute(f"SELECT count(*) FROM read_parquet('{run.parent}/**/*.parquet')").fetchone()
+    arrow = pl.from_arrow(ds.dataset(slices, format="parquet", partitioning="hive").to_table())
+    assert isinstance(arrow, pl.DataFrame)
+    hive = {"interval", "window", "mint_bucket"}
+    assert set(polars_dir.columns) - set(want.columns) == hive
+    assert set(polars_glob.columns) - set(want.columns) == hive | {"run_id"}  # run_id=X is in the path
+    assert set(duck.columns) - set(want.columns) == hive | {"run_id"}
+    assert through_star == (want.height,)
+    for frame in (polars_dir, polars_glob, arrow):
+        assert frame.select(want.columns).sort("mint", "ts").equals(want)
+    duck_ts = duck.with_columns(pl.col("ts").dt.replace_time_zone("UTC").dt.cast_time_unit("ms"))
+    assert duck_ts.select(want.columns).sort("mint", "ts").equals(want)
