@@ -9,7 +9,7 @@
   relative symbolic link to it, replaced atomically by a rename: a reader that resolved the
   link keeps a whole export to read, and a replaced generation stays for a grace period
   (:data:`KEEP_REPLACED_SECONDS`) before a later writer of the run, or
-  :func:`collect_generations`, removes it. A corpus day (sealed outside its directory, and
+  :func:`remove_replaced` (``lakeslice gc``), removes it. A corpus day (sealed outside its directory, and
   scanned by ``**`` globs that DuckDB does not follow through links) is renamed onto the final
   directory, or swapped with it by ``renameat2(RENAME_EXCHANGE)``. An ``flock`` on
   ``lake/.locks/<name>.lock`` (dropped by the kernel even on SIGKILL) makes two exports of one
@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Protocol
 
 from ..errors import InputError, RunError
-from .layout import LAKE, MANIFEST, generations_dir, generations_key, run_dir, run_key
+from .layout import GENERATIONS, LAKE, MANIFEST, generations_key, run_dir, run_key
 from .manifest import Sealed, dumps
-from .store import LocalStore, ObjectStore, Store, fsync_dir, join
+from .store import LocalStore, ObjectStore, Store, fsync_dir, join, scheme_of
 from .writer import Target
 
 _RENAME_EXCHANGE = 2
@@ -76,7 +76,7 @@ def open_commit(store: Store, final: str, *, overwrite: bool, seal_key: str | No
     >>> with open_commit(store, "lake/runs/run_id=x", overwrite=False) as c:
     ...     _ = c.target.put("a.txt", b"data", 0)
     ...     c.seal({"ok": True})
-    >>> store.list("lake/runs/")
+    >>> store.list("lake/runs/run_id=x/")  # a link to the generation of this export
     ['lake/runs/run_id=x/a.txt', 'lake/runs/run_id=x/manifest.json']
     """
     if isinstance(store, LocalStore):
@@ -330,10 +330,12 @@ def remove_replaced(data_root: str | Path, *, keep_replaced: float | None = None
     >>> remove_replaced(tempfile.mkdtemp())
     []
     """
+    if scheme_of(data_root) is not None:
+        raise InputError(f"{data_root}: only a local data root keeps run generations")
     keep = keep_replaced_seconds() if keep_replaced is None else keep_replaced
     if not keep >= 0:
         raise InputError(f"--keep-replaced {keep}: expected a number of seconds >= 0")
-    top = generations_dir(data_root, "x").parent
+    top = Path(data_root) / GENERATIONS
     store = LocalStore(data_root)
     removed: list[Path] = []
     for gens in sorted(top.iterdir()) if top.is_dir() else []:

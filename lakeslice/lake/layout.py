@@ -22,6 +22,8 @@ COVERAGE = "outputs/coverage.parquet"
 ALERTS = "inputs/alerts.parquet"
 SLICES = "slices/"
 LAKE = "lake"
+#: Where local runs keep their generations, one directory per run_id.
+GENERATIONS = f"{LAKE}/.generations/runs"
 #: Chain of corpora written before the corpus layout had a ``chain=`` level.
 LEGACY_CHAIN = "solana"
 
@@ -39,7 +41,7 @@ def generations_key(run_id: str) -> str:
     >>> generations_key("2024-q1")
     'lake/.generations/runs/2024-q1'
     """
-    return f"{LAKE}/.generations/runs/{run_id}"
+    return f"{GENERATIONS}/{run_id}"
 
 
 def slices_prefix(interval: str, window: str) -> str:
