@@ -3,7 +3,9 @@
 Every reader resolves its file list **once**, from one seal (a run's ``manifest.json``, a
 corpus day's seal), and checks each file's bytes against that seal's SHA-256 as it reads
 them. So a reader racing an ``--overwrite`` gets the old export or the new one whole, or a
-clear error saying the run changed under it; never rows of two exports.
+clear error saying the run changed under it; never rows of two exports. A local run is a link
+to its current generation, resolved once: its readers keep reading that generation, which no
+overwrite changes (:func:`run_path` gives it to plain Parquet readers).
 """
 
 from __future__ import annotations
