@@ -216,3 +216,23 @@ def test_local_scan_run_reads_its_generation_without_error_during_overwrites(tmp
     assert errors == [] and len(seen) >= 2
     for frame in seen:
         assert frame.equals(want["a"]) or frame.equals(want["b"]), "a read mixed two exports"
+
+
+def test_local_scan_windows_takes_coverage_and_candles_from_one_export(tmp_path):
+    """scan_windows reads the coverage and the slices: both from the one generation it resolved."""
+    a, b = _alerts(tmp_path)
+    want = {}
+    for name, alerts in (("a", a), ("b", b)):
+        ref = _export(alerts, str(tmp_path / f"ref-{name}")).run_dir
+        want[name] = ls.scan_windows(ref, dense=True).collect()
+    assert not want["a"].equals(want["b"])
+    root = str(tmp_path / "lake-root")
+    run = _export(a, root).run_dir
+    seen, errors = _race(
+        lambda i: _export(b if i % 2 == 0 else a, root, overwrite=True),
+        lambda: ls.scan_windows(run, dense=True).collect(),
+        rounds=6,
+    )
+    assert errors == [] and len(seen) >= 2
+    for frame in seen:
+        assert frame.equals(want["a"]) or frame.equals(want["b"]), "coverage and candles of two exports"

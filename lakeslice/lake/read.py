@@ -77,6 +77,16 @@ def open_run(run_dir: str | Path) -> tuple[Store, str]:
     return open_store(os.path.realpath(run_dir)), str(run_dir)
 
 
+def resolve_run(run_dir: str | Path) -> str | Path:
+    """A local run directory with its link resolved (the generation it reads now); an
+    ``s3://`` URL as it is. Readers that open a run twice resolve it once with this.
+
+    >>> resolve_run("s3://bucket/lake/runs/run_id=x")
+    's3://bucket/lake/runs/run_id=x'
+    """
+    return run_dir if scheme_of(run_dir) is not None else Path(os.path.realpath(run_dir))
+
+
 def run_path(data_root: str | Path, run_id: str) -> Path | str:
     """Where the current export of a run is, for plain Parquet readers.
 
@@ -102,7 +112,7 @@ def run_path(data_root: str | Path, run_id: str) -> Path | str:
         read_seal(store, f"{key}/{MANIFEST}", store.url(key))
         return store.url(key)
     where = layout.run_dir(data_root, run_id)
-    resolved = Path(os.path.realpath(where))
+    resolved = Path(resolve_run(where))
     read_seal(open_store(resolved), MANIFEST, str(where))
     return resolved
 
