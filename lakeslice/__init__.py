@@ -20,7 +20,8 @@ from .diff import diff_runs
 from .executor import Executor, LocalExecutor, open_executor
 from .export import ExportResult, GroupResult, GroupTask, RunPlan, export_run_slices, plan_run, run_group
 from .lake.catalog import list_runs
-from .lake.read import scan_corpus, scan_coverage, scan_run
+from .lake.commit import remove_replaced
+from .lake.read import run_path, scan_corpus, scan_coverage, scan_run
 from .lake.verify import verify_dir
 from .spec import InputError, LakesliceError, RunError, Window, parse_interval, parse_window
 from .study import event_profile, event_returns, scan_windows
@@ -121,6 +122,8 @@ __all__ = [
     "Executor",
     "LocalExecutor",
     "scan_run",
+    "run_path",
+    "remove_replaced",
     "scan_windows",
     "scan_coverage",
     "scan_corpus",

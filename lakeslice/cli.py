@@ -436,6 +436,34 @@ def diff(
         typer.echo(render_diff(result))
 
 
+@app.command()
+def gc(
+    data_root: Path = typer.Argument(Path("data"), help="A local data root.", show_default=True),
+    keep_replaced: float | None = typer.Option(
+        None,
+        "--keep-replaced",
+        help="Seconds a replaced run generation stays for readers still reading it "
+        "[default: LAKESLICE_KEEP_REPLACED or 600].",
+        show_default=False,
+    ),
+    format: Format = _format_option(),
+) -> None:
+    """Remove the run generations replaced more than --keep-replaced seconds ago.
+
+    Each --overwrite of a local run links run_id=X to a new generation and keeps the replaced
+    one for plain readers still scanning it; later exports of the run remove old ones too."""
+    try:
+        from .lake.commit import remove_replaced
+
+        removed = remove_replaced(data_root, keep_replaced=keep_replaced)
+    except (Exception, Interrupted) as exc:  # noqa: BLE001
+        _fail(exc, format.value)
+    if format == Format.json:
+        typer.echo(json.dumps({"removed": [str(p) for p in removed]}, sort_keys=True))
+    else:
+        typer.echo(f"removed {len(removed)} replaced generation(s)")
+
+
 def main() -> None:
     """The console entry point: stop signals become one line and exit 130 (see signals.py)."""
     signals.install()

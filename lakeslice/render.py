@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import threading
 import time
 import warnings
@@ -315,7 +316,10 @@ def show_json(path: str | Path) -> dict[str, Any]:
     kind = "run" if remote else kind_of(Path(path))
     doc: dict[str, Any] = {"kind": kind, "path": str(path)}
     if kind == "run":
-        m = read_run_manifest(path)
+        # a local run is read from the generation it links to now (see run_path)
+        resolved = path if remote else os.path.realpath(path)
+        m = read_run_manifest(resolved)
+        doc["resolved_path"] = str(resolved)
         files, rows, size = sealed_counts(m)
         doc.update(manifest=m, sealed={"files": files, "rows": rows, "bytes": size}, warnings=run_warnings(m))
         return doc

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from .lake.read import scan_coverage, scan_run
+from .lake.read import resolve_run, scan_coverage, scan_run
 from .spec import InputError
 
 if TYPE_CHECKING:
@@ -66,7 +66,8 @@ def scan_windows(
     ['a4', 'a7']
     """
     wanted = None if status is None else _statuses(status)
-    run_dir = run if isinstance(run, (str, Path)) else run.run_dir  # a Path, or an s3:// URL
+    # a Path, or an s3:// URL; a local run resolved once, so coverage and candles are of one export
+    run_dir = resolve_run(run if isinstance(run, (str, Path)) else run.run_dir)
     alerts = scan_coverage(run_dir).filter("kept")
     if wanted is not None:
         alerts = alerts.filter(pl.col("status").is_in(wanted))

@@ -132,3 +132,100 @@ def test_corpus_readers_never_mix_during_day_reexport(root, tmp_path):
         assert frame.equals(want[0]) or frame.equals(want[1]), "a read mixed two exports of the day"
     assert all(any(c in e for c in CLEAR) for e in errors), errors[:3]
     assert len(seen) >= 2
+
+
+def _plain(frame: pl.DataFrame) -> pl.DataFrame:
+    """The slice columns of a plain scan, ``ts`` as epoch ms (DuckDB and Polars agree on it)."""
+    from lakeslice.transforms import SLICE_SCHEMA
+
+    return frame.select(list(SLICE_SCHEMA)).with_columns(pl.col("ts").dt.epoch("ms")).sort(KEY)
+
+
+def _polars_scan(path: Path) -> pl.DataFrame:
+    return pl.scan_parquet(path / "slices", hive_partitioning=True).collect()
+
+
+def _duckdb_scan(path: Path) -> pl.DataFrame:
+    import duckdb
+
+    glob = f"{path}/slices/**/*.parquet"
+    with duckdb.connect() as con:  # one connection per reader thread
+        frame = con.sql(f"SELECT * FROM read_parquet('{glob}', hive_partitioning=true)").pl()
+    return frame.with_columns(pl.col("ts").dt.replace_time_zone("UTC").dt.cast_time_unit("ms"))
+
+
+@pytest.mark.parametrize("scan", [_polars_scan, _duckdb_scan], ids=["polars", "duckdb"])
+def test_plain_scans_of_run_path_never_mix_during_overwrite(tmp_path, scan):
+    """A plain Polars/DuckDB scan of ``ls.run_path`` reads one export whole, with no error."""
+    a, b = _alerts(tmp_path)
+    want = {}
+    for name, alerts in (("a", a), ("b", b)):
+        _export(alerts, str(tmp_path / f"ref-{name}"))
+        want[name] = _plain(_polars_scan(ls.run_path(tmp_path / f"ref-{name}", "mix")))
+    assert not want["a"].equals(want["b"])
+    root = str(tmp_path / "lake-root")
+    _export(a, root)
+
+    def read_once():
+        frame = scan(ls.run_path(root, "mix"))
+        # partition columns come from below the generation directory only
+        assert set(frame.columns) - set(want["a"].columns) == {"interval", "window", "mint_bucket"}
+        return _plain(frame)
+
+    seen, errors = _race(lambda i: _export(b if i % 2 == 0 else a, root, overwrite=True), read_once, rounds=8)
+    assert errors == []
+    assert len(seen) >= 2
+    for frame in seen:
+        assert frame.equals(want["a"]) or frame.equals(want["b"]), "a plain read mixed two exports"
+
+
+def test_a_resolved_run_path_outlives_overwrites(tmp_path):
+    """A reader that resolved the run before two overwrites still reads its export exactly."""
+    a, b = _alerts(tmp_path)
+    root = str(tmp_path / "lake-root")
+    _export(a, root)
+    path = ls.run_path(root, "mix")
+    before = {s.__name__: _plain(s(path)) for s in (_polars_scan, _duckdb_scan)}
+    _export(b, root, overwrite=True)
+    _export(b, root, overwrite=True)
+    assert ls.run_path(root, "mix") != path
+    for s in (_polars_scan, _duckdb_scan):
+        assert _plain(s(path)).equals(before[s.__name__])
+
+
+@pytest.mark.parametrize("verify", [False, True])
+def test_local_scan_run_reads_its_generation_without_error_during_overwrites(tmp_path, verify):
+    """Locally, scan_run resolves the run once: an overwrite meanwhile is no error at all."""
+    a, b = _alerts(tmp_path)
+    want = {n: ls.scan_run(_export(x, str(tmp_path / f"ref-{n}")).run_dir).collect().sort(KEY)
+            for n, x in (("a", a), ("b", b))}  # fmt: skip
+    root = str(tmp_path / "lake-root")
+    run = _export(a, root).run_dir
+    seen, errors = _race(
+        lambda i: _export(b if i % 2 == 0 else a, root, overwrite=True),
+        lambda: ls.scan_run(run, verify=verify).collect().sort(KEY),
+        rounds=6,
+    )
+    assert errors == [] and len(seen) >= 2
+    for frame in seen:
+        assert frame.equals(want["a"]) or frame.equals(want["b"]), "a read mixed two exports"
+
+
+def test_local_scan_windows_takes_coverage_and_candles_from_one_export(tmp_path):
+    """scan_windows reads the coverage and the slices: both from the one generation it resolved."""
+    a, b = _alerts(tmp_path)
+    want = {}
+    for name, alerts in (("a", a), ("b", b)):
+        ref = _export(alerts, str(tmp_path / f"ref-{name}")).run_dir
+        want[name] = ls.scan_windows(ref, dense=True).collect()
+    assert not want["a"].equals(want["b"])
+    root = str(tmp_path / "lake-root")
+    run = _export(a, root).run_dir
+    seen, errors = _race(
+        lambda i: _export(b if i % 2 == 0 else a, root, overwrite=True),
+        lambda: ls.scan_windows(run, dense=True).collect(),
+        rounds=6,
+    )
+    assert errors == [] and len(seen) >= 2
+    for frame in seen:
+        assert frame.equals(want["a"]) or frame.equals(want["b"]), "coverage and candles of two exports"

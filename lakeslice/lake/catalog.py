@@ -84,9 +84,10 @@ def runs_dir_of(path: Path) -> Path:
 
 
 def run_dirs(path: str | Path) -> list[Path]:
-    """Every ``run_id=…`` directory of a runs directory or data root, sorted by name."""
+    """Every ``run_id=…`` directory of a runs directory or data root, sorted by name (a link to
+    a missing generation included: it is an unsealed run to report)."""
     runs = runs_dir_of(Path(path))
-    return sorted(p for p in runs.glob("run_id=*") if p.is_dir()) if runs.is_dir() else []
+    return sorted(p for p in runs.glob("run_id=*") if p.is_dir() or p.is_symlink()) if runs.is_dir() else []
 
 
 def corpus_days(path: str | Path) -> list[Path]:

@@ -3,10 +3,17 @@
 :func:`open_commit` gives the protocol of the store:
 
 - local (:class:`LocalCommit`): the run is staged in ``lake/.staging/<name>.<token>/`` (outside
-  every tree a Parquet reader scans, on the same file system), the seal is written there, and
-  the staged directory is renamed onto the final one, or swapped with it by
-  ``renameat2(RENAME_EXCHANGE)`` on an overwrite. An ``flock`` on ``lake/.locks/<name>.lock``
-  (dropped by the kernel even on SIGKILL) makes two exports of one name exclusive.
+  every tree a Parquet reader scans, on the same file system) and the seal is written there.
+  A run is then renamed whole into an immutable generation directory
+  ``lake/.generations/runs/<run_id>/g-<token>`` and ``runs/run_id=<run_id>`` becomes a
+  relative symbolic link to it, replaced atomically by a rename: a reader that resolved the
+  link keeps a whole export to read, and a replaced generation stays for a grace period
+  (:data:`KEEP_REPLACED_SECONDS`) before a later writer of the run, or
+  :func:`remove_replaced` (``lakeslice gc``), removes it. A corpus day (sealed outside its directory, and
+  scanned by ``**`` globs that DuckDB does not follow through links) is renamed onto the final
+  directory, or swapped with it by ``renameat2(RENAME_EXCHANGE)``. An ``flock`` on
+  ``lake/.locks/<name>.lock`` (dropped by the kernel even on SIGKILL) makes two exports of one
+  name exclusive.
 - object storage (:class:`ObjectCommit`): no rename exists, so files go to their final keys
   under a lease object (conditional PUT), an overwrite unseals the old run first, and the seal
   is put last with ``If-None-Match: *``.
@@ -30,15 +37,19 @@ from pathlib import Path
 from typing import Protocol
 
 from ..errors import InputError, RunError
-from .layout import LAKE, MANIFEST
+from .layout import GENERATIONS, LAKE, MANIFEST, generations_key, run_dir, run_key
 from .manifest import Sealed, dumps
-from .store import LocalStore, ObjectStore, Store, fsync_dir, join
+from .store import LocalStore, ObjectStore, Store, fsync_dir, join, scheme_of
 from .writer import Target
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 #: Seconds an object-storage lease lasts without a refresh (``LAKESLICE_LEASE_SECONDS``).
 LEASE_SECONDS = 60.0
+#: Seconds a replaced local run generation is kept for readers still reading it
+#: (``LAKESLICE_KEEP_REPLACED``, or ``lakeslice gc --keep-replaced``).
+KEEP_REPLACED_SECONDS = 600.0
+_GENERATION = re.compile(r"g-[0-9a-f]{8}")
 
 
 class Commit(Protocol):
@@ -65,7 +76,7 @@ def open_commit(store: Store, final: str, *, overwrite: bool, seal_key: str | No
     >>> with open_commit(store, "lake/runs/run_id=x", overwrite=False) as c:
     ...     _ = c.target.put("a.txt", b"data", 0)
     ...     c.seal({"ok": True})
-    >>> store.list("lake/runs/")
+    >>> store.list("lake/runs/run_id=x/")  # a link to the generation of this export
     ['lake/runs/run_id=x/a.txt', 'lake/runs/run_id=x/manifest.json']
     """
     if isinstance(store, LocalStore):
@@ -115,6 +126,11 @@ class LocalCommit:
         self.target = Target(store, self.staging.relative_to(store.base).as_posix())
         self._lock = store.lock(f"{LAKE}/.locks/{self.key}.lock")
         self.sealed = False
+        # a run gets generations; a corpus day (sealed outside) is swapped in place
+        run_id = self.final.name.removeprefix("run_id=")
+        self.generations = store.path(generations_key(run_id)) if seal_key is None else None
+        self.generation: Path | None = None
+        self.keep = keep_replaced_seconds() if self.generations is not None else 0.0
 
     def __enter__(self) -> LocalCommit:
         self._prepare_parent()
@@ -135,6 +151,8 @@ class LocalCommit:
         try:
             if not self.sealed:
                 shutil.rmtree(self.staging, ignore_errors=True)
+                if self.generation is not None and not _links_to(self.final, self.generation):
+                    _remove(self.generation)
         finally:
             self._lock.release()
 
@@ -167,7 +185,9 @@ class LocalCommit:
         if self.seal_path is None and (self.final / MANIFEST).is_file():
             raise InputError(f"{self.final}: already sealed; pass --overwrite to replace it")
         if self.seal_path is None:
-            what = "a file" if not self.final.is_dir() else "an unsealed directory"
+            what = "an unsealed directory" if self.final.is_dir() else "a file"
+            if self.final.is_symlink() and not self.final.exists():
+                what = "a link to a missing generation"
             raise InputError(
                 f"{self.final}: {what} is in the way (not a sealed run); pass --overwrite to replace it"
             )
@@ -192,12 +212,15 @@ class LocalCommit:
         # We hold the lock: any staging or trash of this name belongs to a dead export.
         # Only "<key>.<8 hex>[.old]": "<key>.*" alone would also match the live staging of a run
         # whose id extends this one with a dot (run "a" vs run "a.b").
-        own = re.compile(re.escape(self.key) + r"\.[0-9a-f]{8}(\.old)?")
+        own = re.compile(re.escape(self.key) + r"\.[0-9a-f]{8}(\.old|\.link)?")
         for p in (self.work / ".staging").glob(f"{self.key}.*"):
             if own.fullmatch(p.name):
                 _remove(p)
 
     def _publish(self) -> None:
+        if self.generations is not None:
+            self._publish_generation(self.generations)
+            return
         if not os.path.lexists(self.final):
             os.rename(self.staging, self.final)
         elif self.final.is_dir() and not self.final.is_symlink() and _exchange(self.staging, self.final):
@@ -208,6 +231,126 @@ class LocalCommit:
             os.rename(self.staging, self.final)
             _remove(trash)
         fsync_dir(self.final.parent)
+
+    def _publish_generation(self, generations: Path) -> None:
+        """Sealed staging → a new generation; then the run's link is pointed at it in one rename.
+
+        Each step leaves ``run_id=X`` a sealed run: before the link's rename it is the old one
+        (or absent), after it the new one. The replaced generation is marked (its mtime) when
+        it stops being the current one, so its grace period starts then.
+        """
+        generations.mkdir(parents=True, exist_ok=True)
+        self.generation = generations / f"g-{self.staging.name.rsplit('.', 1)[-1]}"
+        os.rename(self.staging, self.generation)
+        fsync_dir(generations)
+        old = current_generation(self.final)
+        if old is not None and old.is_dir():
+            os.utime(old)
+        link = self.staging.with_name(self.staging.name + ".link")
+        os.symlink(os.path.relpath(self.generation, self.final.parent), link)
+        if os.path.isdir(self.final) and not os.path.islink(self.final):
+            self._replace_directory(link)  # a run written before generations
+        else:
+            os.rename(link, self.final)  # replaces a link (or a file) atomically
+        fsync_dir(self.final.parent)
+        self.sealed = True
+        try:
+            collect_generations(generations, keep=self.keep, current=self.generation)
+        except OSError:  # the export is sealed; what is left is removed by a later writer or gc
+            pass
+
+    def _replace_directory(self, link: Path) -> None:
+        if _exchange(link, self.final):
+            _remove(link)  # now the old directory
+            return
+        trash = self.staging.with_name(self.staging.name + ".old")
+        os.rename(self.final, trash)
+        os.rename(link, self.final)
+        _remove(trash)
+
+
+def keep_replaced_seconds() -> float:
+    """The grace period of replaced generations: ``LAKESLICE_KEEP_REPLACED`` or the default."""
+    text = os.environ.get("LAKESLICE_KEEP_REPLACED")
+    if not text:
+        return KEEP_REPLACED_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise InputError(f"LAKESLICE_KEEP_REPLACED={text!r}: expected a number of seconds >= 0")
+    return value
+
+
+def current_generation(run: Path) -> Path | None:
+    """The generation a run's link points to; None for an absent run or a plain directory."""
+    if not os.path.islink(run):
+        return None
+    return run.parent / os.readlink(run)
+
+
+def _links_to(run: Path, generation: Path) -> bool:
+    current = current_generation(run)
+    return current is not None and os.path.realpath(current) == os.path.realpath(generation)
+
+
+def collect_generations(generations: Path, *, keep: float, current: Path | None) -> list[Path]:
+    """Remove the generations of one run other than ``current`` replaced more than ``keep``
+    seconds ago; the caller holds the run's lock. The removed directories, sorted.
+
+    A generation's mtime is when it was sealed, and is set again when it stops being current.
+    """
+    if not generations.is_dir():
+        return []
+    now = time.time()
+    keep_real = os.path.realpath(current) if current is not None else None
+    removed = []
+    for gen in sorted(generations.iterdir()):
+        if not _GENERATION.fullmatch(gen.name) or os.path.realpath(gen) == keep_real:
+            continue
+        try:
+            age = now - gen.lstat().st_mtime
+        except FileNotFoundError:
+            continue
+        if age >= keep:
+            _remove(gen)
+            removed.append(gen)
+    return removed
+
+
+def remove_replaced(data_root: str | Path, *, keep_replaced: float | None = None) -> list[Path]:
+    """Remove the replaced generations of every local run of ``data_root`` older than
+    ``keep_replaced`` seconds (default ``LAKESLICE_KEEP_REPLACED`` or 600); the removed ones.
+
+    A run being exported (its lock is held) is skipped: its writer removes them itself. The
+    current generation of a run is never removed; generations of a run whose link is gone are.
+
+    >>> import tempfile
+    >>> remove_replaced(tempfile.mkdtemp())
+    []
+    """
+    if scheme_of(data_root) is not None:
+        raise InputError(f"{data_root}: only a local data root keeps run generations")
+    keep = keep_replaced_seconds() if keep_replaced is None else keep_replaced
+    if not keep >= 0:
+        raise InputError(f"--keep-replaced {keep}: expected a number of seconds >= 0")
+    top = Path(data_root) / GENERATIONS
+    store = LocalStore(data_root)
+    removed: list[Path] = []
+    for gens in sorted(top.iterdir()) if top.is_dir() else []:
+        lock = store.lock(f"{LAKE}/.locks/{_lock_name(run_key(gens.name))}.lock")
+        if not lock.acquire():
+            continue
+        try:
+            removed += collect_generations(
+                gens, keep=keep, current=current_generation(run_dir(data_root, gens.name))
+            )
+            if not any(gens.iterdir()):
+                gens.rmdir()
+        finally:
+            lock.release()
+    return removed
 
 
 def _remove(path: Path) -> None:
@@ -379,4 +522,16 @@ class ObjectCommit:
             self.store.copy(key, self.final + key.removeprefix(self.staging))
 
 
-__all__ = ["Commit", "open_commit", "LocalCommit", "ObjectCommit", "Lease", "next_seal"]
+__all__ = [
+    "Commit",
+    "open_commit",
+    "LocalCommit",
+    "ObjectCommit",
+    "Lease",
+    "next_seal",
+    "collect_generations",
+    "current_generation",
+    "keep_replaced_seconds",
+    "remove_replaced",
+    "KEEP_REPLACED_SECONDS",
+]

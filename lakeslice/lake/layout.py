@@ -22,12 +22,26 @@ COVERAGE = "outputs/coverage.parquet"
 ALERTS = "inputs/alerts.parquet"
 SLICES = "slices/"
 LAKE = "lake"
+#: Where local runs keep their generations, one directory per run_id.
+GENERATIONS = f"{LAKE}/.generations/runs"
 #: Chain of corpora written before the corpus layout had a ``chain=`` level.
 LEGACY_CHAIN = "solana"
 
 
 def run_key(run_id: str) -> str:
     return f"{LAKE}/runs/run_id={run_id}"
+
+
+def generations_key(run_id: str) -> str:
+    """Where the generations of a local run live; ``run_id=X`` is a symbolic link to one of them.
+
+    No ``key=value`` segment: a hive-partitioned scan of a resolved generation directory gains
+    no partition column from the directory's own name.
+
+    >>> generations_key("2024-q1")
+    'lake/.generations/runs/2024-q1'
+    """
+    return f"{GENERATIONS}/{run_id}"
 
 
 def slices_prefix(interval: str, window: str) -> str:
@@ -99,6 +113,10 @@ def lake_dir(data_root: str | Path) -> Path:
 
 def run_dir(data_root: str | Path, run_id: str) -> Path:
     return Path(data_root) / run_key(run_id)
+
+
+def generations_dir(data_root: str | Path, run_id: str) -> Path:
+    return Path(data_root) / generations_key(run_id)
 
 
 def day_seal(day_path: str | Path) -> Path:

@@ -213,6 +213,8 @@ def read_manifest(run_dir: Path, *, seal: Path | None = None) -> Manifest:
 def read_seal(run_dir: Path, *, seal: Path | None = None) -> Sealed:
     """The seal of a run (``manifest.json`` inside it) or of a corpus day (``seal``)."""
     path = Path(seal) if seal is not None else Path(run_dir) / "manifest.json"
+    if Path(run_dir).is_symlink() and not Path(run_dir).exists():
+        raise RunError(f"{run_dir}: unsealed (a link to a missing generation)")
     if not Path(run_dir).is_dir():
         raise RunError(f"{run_dir}: no such run directory")
     if not path.is_file():

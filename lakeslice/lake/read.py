@@ -3,7 +3,9 @@
 Every reader resolves its file list **once**, from one seal (a run's ``manifest.json``, a
 corpus day's seal), and checks each file's bytes against that seal's SHA-256 as it reads
 them. So a reader racing an ``--overwrite`` gets the old export or the new one whole, or a
-clear error saying the run changed under it; never rows of two exports.
+clear error saying the run changed under it; never rows of two exports. A local run is a link
+to its current generation, resolved once: its readers keep reading that generation, which no
+overwrite changes (:func:`run_path` gives it to plain Parquet readers).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +27,7 @@ from . import layout
 from .layout import COVERAGE, MANIFEST
 from .manifest import Manifest
 from .store import Store, open_store, scheme_of
-from .verify import VerifyReport, manifest_problems, verify_path
+from .verify import VerifyReport, manifest_problems, verify_root
 
 #: Files read, hashed and decoded ahead of the one being yielded.
 READ_AHEAD = 4
@@ -60,11 +63,58 @@ class SealedFile:
 
 
 def open_run(run_dir: str | Path) -> tuple[Store, str]:
-    """The store whose root is the run directory, and how to name it in messages."""
-    if scheme_of(run_dir) is None and not Path(run_dir).is_dir():
+    """The store whose root is the run directory, and how to name it in messages.
+
+    A local run is resolved once: ``run_id=X`` is a link to the generation directory of its
+    current export, and every file is then read from that generation, which an ``--overwrite``
+    never changes (it links a new one and keeps this one for the grace period).
+    """
+    if scheme_of(run_dir) is not None:
+        store = open_store(run_dir)
+        return store, store.root
+    if not Path(run_dir).is_dir():
         raise RunError(f"{run_dir}: no such run directory")
-    store = open_store(run_dir)
-    return store, store.root
+    return open_store(os.path.realpath(run_dir)), str(run_dir)
+
+
+def resolve_run(run_dir: str | Path) -> str | Path:
+    """A local run directory with its link resolved (the generation it reads now); an
+    ``s3://`` URL as it is. Readers that open a run twice resolve it once with this.
+
+    >>> resolve_run("s3://bucket/lake/runs/run_id=x")
+    's3://bucket/lake/runs/run_id=x'
+    """
+    return run_dir if scheme_of(run_dir) is not None else Path(os.path.realpath(run_dir))
+
+
+def run_path(data_root: str | Path, run_id: str) -> Path | str:
+    """Where the current export of a run is, for plain Parquet readers.
+
+    Locally, the generation directory ``run_id=X`` links to: a Polars or DuckDB scan of it
+    (``hive_partitioning`` included) reads one export whole even while ``--overwrite`` replaces
+    the run, for :data:`~lakeslice.lake.commit.KEEP_REPLACED_SECONDS` after the replacement. On
+    ``s3://`` the run's URL (no links there: see the README's Guarantees). RunError when the
+    run is not sealed.
+
+    >>> import tempfile, lakeslice as ls
+    >>> root = tempfile.mkdtemp()
+    >>> _ = ls.export_run_slices("fixtures/alerts.csv", interval="1m", window="pre5_post10",
+    ...                          source="parquet://fixtures/candles.parquet", data_root=root, run_id="doc")
+    >>> path = run_path(root, "doc")
+    >>> path.parent.name, path.name.startswith("g-")
+    ('doc', True)
+    >>> pl.scan_parquet(path / "slices", hive_partitioning=True).select(pl.len()).collect().item()
+    75
+    """
+    key = layout.run_key(run_id)
+    if scheme_of(data_root) is not None:
+        store = open_store(data_root)
+        read_seal(store, f"{key}/{MANIFEST}", store.url(key))
+        return store.url(key)
+    where = layout.run_dir(data_root, run_id)
+    resolved = Path(resolve_run(where))
+    read_seal(open_store(resolved), MANIFEST, str(where))
+    return resolved
 
 
 def read_seal(store: Store, key: str, where: str) -> dict:
@@ -106,7 +156,7 @@ def _run(run_dir: str | Path, verify: bool) -> tuple[Store, str, dict]:
         raise RunError(f"{where}: does not verify: {problems[0]}{more}")
     if verify:
         try:
-            reports = verify_path(run_dir)
+            reports = verify_root(store.root)
         except OSError:  # a file vanished while it was being checked
             reports = [VerifyReport(Path(where), problems=["a file vanished while verifying"])]
         for report in reports:

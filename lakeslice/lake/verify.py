@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from ..errors import LakesliceError, RunError
 from .catalog import corpus_days, existing, kind_of, run_dirs
 from .commit import next_seal
-from .layout import MANIFEST, day_seal
+from .layout import MANIFEST, day_seal, generations_key
 from .manifest import Sealed, content_sha256, read_seal
 from .store import scheme_of
 from .writer import FileEntry
@@ -32,7 +32,6 @@ __all__ = [
     "verify_dir",
     "verify_day",
     "verify_root",
-    "verify_path",
     "manifest_problems",
     "sha256_file",
 ]
@@ -166,9 +165,10 @@ def verify_dir(run_dir: str | Path, *, seal: Path | None = None) -> VerifyReport
     run_dir = Path(run_dir)
     manifest: Sealed = read_seal(run_dir, seal=seal)
     seal_name = Path(seal).name if seal is not None else MANIFEST
-    report = VerifyReport(run_dir)
-    report.problems += manifest_problems(manifest, seal_name=seal_name)
-    if report.problems:
+    report = VerifyReport(run_dir, problems=_link_problems(run_dir))
+    shape = manifest_problems(manifest, seal_name=seal_name)
+    if shape:
+        report.problems += shape
         return report  # a seal of the wrong shape names no file we can trust
     entries = [FileEntry(**f) for f in manifest["files"]]
     files, links, empty = _walk(run_dir)
@@ -186,6 +186,23 @@ def verify_dir(run_dir: str | Path, *, seal: Path | None = None) -> VerifyReport
         report.problems.append(f"{seal_name}: content_sha256 does not match its files")
     report.problems += _summary_problems(run_dir, dict(manifest), entries, seal_name)
     return report
+
+
+def _link_problems(run_dir: Path) -> list[str]:
+    """A run may itself be a link, to a generation of the same run in the same lake (and only
+    it: links inside a run are findings of :func:`verify_dir`).
+
+    >>> _link_problems(Path("fixtures"))
+    []
+    """
+    if not run_dir.is_symlink() or not run_dir.name.startswith("run_id="):
+        return []
+    resolved = Path(os.path.realpath(run_dir))
+    data_root = Path(os.path.realpath(Path(os.path.abspath(run_dir)).parents[2]))  # <root>/lake/runs/run_id=X
+    expected = data_root / generations_key(run_dir.name.removeprefix("run_id="))
+    if resolved.parent == expected and re.fullmatch(r"g-[0-9a-f]{8}", resolved.name):
+        return []
+    return [f"{run_dir.name}: a symbolic link to {os.readlink(run_dir)}, not to a generation of this run"]
 
 
 def _check(run_dir: Path, entry: FileEntry, present: set[str]) -> list[str]:
@@ -273,11 +290,6 @@ def _coverage_problems(path: Path, cov: dict, where: str) -> list[str]:
 
 # --------------------------------------------------------------------------------------------
 # Corpus days and whole trees
-
-
-def verify_path(path: str | Path) -> list[VerifyReport]:
-    """A run or a tree of runs and corpus days, local or ``s3://``: see :func:`verify_root`."""
-    return verify_root(path)
 
 
 def verify_day(day: Path) -> VerifyReport:
