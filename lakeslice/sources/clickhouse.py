@@ -312,15 +312,28 @@ class ClickHouseSource(SqlCandleSource):
 
 def _password_from_environment() -> str:
     """``LAKESLICE_CLICKHOUSE_PASSWORD``, else the first line of the file named by
-    ``LAKESLICE_CLICKHOUSE_PASSWORD_FILE`` (neither shows in the process list, unlike a URL)."""
+    ``LAKESLICE_CLICKHOUSE_PASSWORD_FILE`` (or ``--password-file``): neither shows in the
+    process list, unlike a URL."""
     if "LAKESLICE_CLICKHOUSE_PASSWORD" in os.environ:
         return os.environ["LAKESLICE_CLICKHOUSE_PASSWORD"]
     path = os.environ.get("LAKESLICE_CLICKHOUSE_PASSWORD_FILE")
     if not path:
         return ""
+    return read_password_file(path, what=f"LAKESLICE_CLICKHOUSE_PASSWORD_FILE={path}")
+
+
+def read_password_file(path: str, *, what: str) -> str:
+    """The first line of ``path``; InputError naming ``what`` and the file, never its content.
+
+    >>> read_password_file("/nonexistent/pw", what="--password-file /nonexistent/pw")
+    Traceback (most recent call last):
+    ...
+    lakeslice.errors.InputError: --password-file /nonexistent/pw: cannot read (No such file or directory)
+    """
     try:
-        text = open(path, encoding="utf-8").read()
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
     except (OSError, UnicodeDecodeError) as exc:
         why = getattr(exc, "strerror", None) or type(exc).__name__
-        raise InputError(f"LAKESLICE_CLICKHOUSE_PASSWORD_FILE={path}: cannot read ({why})") from None
+        raise InputError(f"{what}: cannot read ({why})") from None
     return text.splitlines()[0] if text else ""
