@@ -244,24 +244,49 @@ def to_candle_batch(
 ) -> pa.RecordBatch:
     """A result batch in CANDLE_SCHEMA (dictionary ``mint`` for window requests).
 
-    ``where`` names host and table in the error when a price or volume does not fit Float64.
+    Columns already of their type pass through without a copy; ``mints`` is the dictionary of
+    every block (only the indices are per block). ``where`` names host and table in the error
+    when a price or volume does not fit Float64.
+
+    >>> batch = pa.record_batch({"mint_id": pa.array([1, 0], pa.int32()), "ts_ms": pa.array([60_000, 0]),
+    ...     **{c: pa.array([1.0, 2.0]) for c in OHLCV}})
+    >>> out = to_candle_batch(batch, pa.array(["a", "b"]), has_ver=False)
+    >>> out.column("mint").to_pylist(), out.column("ver").to_pylist(), out.schema == DICT_CANDLE_SCHEMA
+    (['b', 'a'], [0, 0], True)
     """
-    n = batch.num_rows
     if mints is None:
-        mint = batch.column("mint").cast(pa.string())
+        mint = _as_type(batch.column("mint"), pa.string())
         schema = CANDLE_SCHEMA
     else:
-        ids = batch.column("mint_id").cast(pa.int32())
-        mint = pa.DictionaryArray.from_arrays(ids, mints)
+        mint = pa.DictionaryArray.from_arrays(_as_type(batch.column("mint_id"), pa.int32()), mints)
         schema = DICT_CANDLE_SCHEMA
-    ver = batch.column("ver") if has_ver else pa.array(np.zeros(n, dtype=np.uint64))
-    cols = [mint, batch.column("ts_ms").cast(pa.int64())]
+    ver = _as_type(batch.column("ver"), pa.uint64()) if has_ver else _zeros(batch.num_rows)
+    cols = [mint, _as_type(batch.column("ts_ms"), pa.int64())]
     cols += [_as_float64(batch.column(c), c, where) for c in OHLCV]
-    return pa.RecordBatch.from_arrays([*cols, ver.cast(pa.uint64())], schema=schema)
+    return pa.RecordBatch.from_arrays([*cols, ver], schema=schema)
+
+
+def _as_type(values: pa.Array, type_: pa.DataType) -> pa.Array:
+    return values if values.type == type_ else values.cast(type_)
+
+
+_ZEROS: list[pa.Array] = [pa.Array.from_buffers(pa.uint64(), 0, [None, pa.py_buffer(b"")])]
+
+
+def _zeros(n: int) -> pa.Array:
+    """``n`` UInt64 zeros: a slice of one shared array (grown when a block is larger)."""
+    zeros = _ZEROS[0]
+    if len(zeros) < n:
+        size = max(n, 2 * len(zeros))
+        zeros = pa.Array.from_buffers(pa.uint64(), size, [None, pa.py_buffer(np.zeros(size, np.uint64))])
+        _ZEROS[0] = zeros
+    return zeros.slice(0, n)
 
 
 def _as_float64(values: pa.Array, column: str, where: str) -> pa.Array:
     """Exact Float64, or one line: an integer above 2^53 would silently lose digits."""
+    if values.type == pa.float64():
+        return values
     try:
         return values.cast(pa.float64())
     except pa.ArrowInvalid:
