@@ -258,12 +258,6 @@ class ClickHouseSource(SqlCandleSource):
             self._client.disconnect()
             self._client = None
 
-    def __enter__(self) -> ClickHouseSource:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     # -- errors -------------------------------------------------------------------------------
 
     def _error(self, exc: BaseException, what: str) -> RunError:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import polars as pl
@@ -43,6 +44,7 @@ __all__ = [
 ]
 
 REQUIRED_COLUMNS = QUANTBOT_COLUMNS
+S = TypeVar("S", bound="SqlCandleSource")
 OHLCV = ("open", "high", "low", "close", "volume")
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # "No bound": the DateTime64 range (1900-01-01 .. 2300-01-01), so fromUnixTimestamp64Milli never
@@ -178,7 +180,7 @@ def counts_frame(batches: list[pa.RecordBatch]) -> pl.DataFrame:
     """``mint, rows`` sorted by mint, whatever order the server sent."""
     if not batches:
         return pl.DataFrame(schema={"mint": pl.String, "rows": pl.Int64})
-    frame = pl.from_arrow(pa.Table.from_batches(batches))
+    frame = pl.DataFrame(pa.Table.from_batches(batches))
     return frame.select(pl.col("mint").cast(pl.String), pl.col("rows").cast(pl.Int64)).sort("mint")
 
 
@@ -186,7 +188,7 @@ def holdings_frame(batches: list[pa.RecordBatch]) -> pl.DataFrame:
     """``chain, interval_s, rows`` sorted, whatever order the server sent."""
     if not batches:
         return pl.DataFrame(schema=HOLDINGS_SCHEMA)
-    frame = pl.from_arrow(pa.Table.from_batches(batches))
+    frame = pl.DataFrame(pa.Table.from_batches(batches))
     return frame.select(pl.col(c).cast(t) for c, t in HOLDINGS_SCHEMA.items()).sort("chain", "interval_s")
 
 
@@ -219,7 +221,8 @@ def request_data(request: CandleRequest) -> RequestData:
             "end_ms": frame["end_ms"].to_numpy(),
         }
         if len(frame):
-            first, last = int(frame["start_ms"].min()), int(frame["end_ms"].max())
+            first, last = frame["start_ms"].to_numpy().min(), frame["end_ms"].to_numpy().max()
+            first, last = int(first), int(last)
             lo = first if lo is None else max(lo, first)
             hi = last if hi is None else min(hi, last)
     lo = _TS_MIN_MS if lo is None else min(max(int(lo), _TS_MIN_MS), _TS_MAX_MS)
@@ -301,8 +304,31 @@ def _as_float64(values: pa.Array, column: str, where: str) -> pa.Array:
 class SqlCandleSource:
     """What the ClickHouse server and chdb share: the same SQL over the same request tables.
 
-    Subclasses provide ``database``, ``table``, ``describe()`` and ``_stream(sql, data)``.
+    Subclasses provide ``database``, ``table``, ``where``, ``describe()``, ``_stream(sql, data)``
+    and ``close()``; a source is a context manager that closes its connection.
     """
+
+    database: str
+    table: str
+
+    @property
+    def where(self) -> str:
+        raise NotImplementedError
+
+    def describe(self) -> TableInfo:
+        raise NotImplementedError
+
+    def _stream(self, sql: str, data: RequestData) -> Iterator[pa.RecordBatch]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: S) -> S:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     #: Estimated candle rows per bucket group. The primary key prunes every query, so small
     #: groups cost little here and keep peak memory low (see benchmarks/README.md).
@@ -312,7 +338,7 @@ class SqlCandleSource:
         """Stream the request's candles (a dropped server connection: SourceConnectionError)."""
         info = self.describe()
         data = request_data(request)
-        if data.ranges is not None and not len(data.mints):
+        if data.mints is not None and not len(data.mints):
             return
         sql = candle_query(self.database, self.table, info, windows=data.ranges is not None)
         for batch in self._stream(sql, data):
