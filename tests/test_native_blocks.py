@@ -59,10 +59,11 @@ def arrow_result(client, sql: str, settings: dict) -> pl.DataFrame:
     return pl.concat([pl.from_arrow(b) for b in batches])  # type: ignore[misc]
 
 
-def test_decoded_columns_equal_the_drivers_rows(clickhouse_server):
+@pytest.mark.parametrize("compression", [False, "lz4", "zstd"])
+def test_decoded_columns_equal_the_drivers_rows(clickhouse_server, compression):
     select = ", ".join(f"CAST({expr} AS {typ}) AS {name}" for name, typ, expr in COLUMNS)
     sql = f"SELECT {select} FROM system.numbers LIMIT {ROWS}"
-    client = clickhouse_server.client()
+    client = clickhouse_server.client(compression=compression)
     try:
         frame = arrow_result(client, f"{sql}", {"max_block_size": 40_000})
         rows, types = client.execute(sql, with_column_types=True)  # the driver's own row path

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol, TypedDict, TypeVar
+from typing import Protocol, TypedDict, TypeVar
 
 import polars as pl
 import pyarrow as pa
@@ -98,18 +98,13 @@ class CandleRequest:
     end_ms: int | None = None
 
 
-class _SourceInfo(TypedDict):
+class SourceInfo(TypedDict):
+    """What a source says about itself in a seal; never a secret (``host`` null for files)."""
+
     kind: str
     host: str | None
     database: str | None
     table: str
-
-
-class SourceInfo(_SourceInfo, total=False):
-    """What a source says about itself in a seal; never a secret (``host`` null for files).
-    A sharded source adds its ``shards`` (each shard's buckets and own snapshot)."""
-
-    shards: list[dict[str, Any]]
 
 
 class Source(Protocol):

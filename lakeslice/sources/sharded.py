@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import cast
 
 import polars as pl
 import pyarrow as pa
@@ -116,11 +117,12 @@ class ShardedSource:
         return [s.first for s in self.shards]
 
     def snapshot(self) -> SourceInfo:
+        """The logical table's snapshot plus ``shards`` (each shard's buckets and snapshot)."""
         shards = [
             {"buckets": sh.buckets, **src.snapshot()}
             for sh, src in zip(self.shards, self.sources, strict=True)
         ]
-        return {**self._snapshot, "shards": shards}
+        return cast(SourceInfo, {**self._snapshot, "shards": shards})
 
     def _shard_of(self, buckets: pl.Expr) -> pl.Expr:
         """Index of the shard holding each bucket (two hex characters)."""
