@@ -248,6 +248,21 @@ def _one_line_errors(fmt: str, *, source: str | None = None) -> Iterator[None]:
         _fail(exc, fmt, source=source)
 
 
+#: Whether the console entry point (main) runs this process and installed the stop signals.
+_console_entry = False
+
+
+def _claim_stop_signals() -> None:
+    """Install the stop-signal handlers again once Polars and PyArrow are imported: a library
+    imported after ``main`` installed them can take SIGINT over (an export then ignored Ctrl-C
+    while a fetch waited on a silent server)."""
+    if _console_entry:  # main() installed them (not a test's in-process runner)
+        import polars  # noqa: F401
+        import pyarrow  # noqa: F401
+
+        signals.install()
+
+
 def _options(ctx: typer.Context) -> dict[str, Any]:
     """The export options among the command's parameters (ExportOptions names them all)."""
     return {name: value for name, value in ctx.params.items() if name in ExportOptions.names()}
@@ -295,6 +310,8 @@ def export(
         from .export import export_run_slices
         from .render import progress_bar
 
+        _claim_stop_signals()
+
         with progress_bar(enabled=fmt != "json") as progress:
             result = export_run_slices(alerts, **_options(ctx), progress=progress)
     for warning in result.warnings:
@@ -337,6 +354,8 @@ def corpus(
         _use_password_file(password_file)
         from .corpus import export_corpus, read_mints
         from .render import progress_bar
+
+        _claim_stop_signals()
 
         with progress_bar(enabled=fmt != "json") as progress:
             result = export_corpus(
@@ -458,7 +477,9 @@ def diff(
 
 def main() -> None:
     """The console entry point: stop signals become one line and exit 130 (see signals.py)."""
+    global _console_entry
     signals.install()
+    _console_entry = True
     try:
         app(prog_name="lakeslice")
         return

@@ -230,7 +230,7 @@ class ClickHouseSource(SqlCandleSource):
         return self._info
 
     def _stream(self, sql: str, data: RequestData) -> Iterator[pa.RecordBatch]:
-        from .native import arrow_blocks, send_tables, stream_batches
+        from .native import arrow_blocks, send_tables, stream_batches  # imports the driver: after _connect
 
         tables = [(PARAMS_TABLE, PARAMS_STRUCTURE, data.params)]
         if data.ranges is not None:
