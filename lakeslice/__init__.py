@@ -3,38 +3,82 @@
 >>> import polars as pl, lakeslice as ls
 >>> ls.parse_window("pre52_post4948").slots
 5001
+
+Names are imported on first use (``ls.scan_run``, ``from lakeslice import scan_run``): Polars,
+PyArrow and the sources load only when something needs them, so ``lakeslice --version`` and
+``--help`` start fast.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 from contextlib import AbstractContextManager
-from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
-from .alerts import normalize_alerts, read_alerts
-from .corpus import CorpusResult, export_corpus
-from .diff import diff_runs
-from .executor import Executor, LocalExecutor, open_executor
-from .export import ExportResult, GroupResult, GroupTask, RunPlan, export_run_slices, plan_run, run_group
-from .lake.catalog import list_runs
-from .lake.commit import remove_replaced
-from .lake.read import run_path, scan_corpus, scan_coverage, scan_run
-from .lake.verify import verify_dir
-from .spec import InputError, LakesliceError, RunError, Window, parse_interval, parse_window
-from .study import event_profile, event_returns, scan_windows
-from .transforms import (
-    coverage,
-    floor_to_interval,
-    merge_windows,
-    mint_bucket,
-    slice_windows,
-)
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports these
     from rich.console import Console
+
+    from ._version import __version__
+    from .alerts import normalize_alerts, read_alerts
+    from .diff import diff_runs
+    from .corpus import CorpusResult, export_corpus
+    from .dask_executor import DaskExecutor
+    from .errors import InputError, LakesliceError, RunError
+    from .executor import Executor, LocalExecutor, open_executor
+    from .export import ExportResult, GroupResult, GroupTask, RunPlan, export_run_slices, plan_run, run_group
+    from .lake.catalog import list_runs
+    from .lake.commit import remove_replaced
+    from .lake.read import run_path, scan_corpus, scan_coverage, scan_run
+    from .lake.verify import verify_dir
+    from .report import write_report
+    from .spec import Window, parse_interval, parse_window
+    from .study import event_profile, event_returns, scan_windows
+    from .transforms import coverage, floor_to_interval, merge_windows, mint_bucket, slice_windows
+
+#: Public name -> the module that defines it.
+_LAZY = {
+    "__version__": "._version",
+    **dict.fromkeys(("normalize_alerts", "read_alerts"), ".alerts"),
+    "diff_runs": ".diff",
+    **dict.fromkeys(("CorpusResult", "export_corpus"), ".corpus"),
+    "DaskExecutor": ".dask_executor",  # Dask is an optional extra (lakeslice[dask])
+    **dict.fromkeys(("InputError", "LakesliceError", "RunError"), ".errors"),
+    **dict.fromkeys(("Executor", "LocalExecutor", "open_executor"), ".executor"),
+    **dict.fromkeys(
+        ("ExportResult", "GroupResult", "GroupTask", "RunPlan", "export_run_slices", "plan_run", "run_group"),
+        ".export",
+    ),
+    "list_runs": ".lake.catalog",
+    "remove_replaced": ".lake.commit",
+    **dict.fromkeys(("run_path", "scan_corpus", "scan_coverage", "scan_run"), ".lake.read"),
+    "verify_dir": ".lake.verify",
+    "write_report": ".report",  # needs the report extra
+    **dict.fromkeys(("Window", "parse_interval", "parse_window"), ".spec"),
+    **dict.fromkeys(("event_profile", "event_returns", "scan_windows"), ".study"),
+    **dict.fromkeys(
+        ("coverage", "floor_to_interval", "merge_windows", "mint_bucket", "slice_windows"), ".transforms"
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use, then keep it as a module attribute.
+
+    >>> import lakeslice
+    >>> lakeslice.parse_interval("5m")
+    300
+    """
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lakeslice' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
 
 def json_schema(name: str) -> dict[str, Any]:
@@ -43,21 +87,10 @@ def json_schema(name: str) -> dict[str, Any]:
     >>> json_schema("result")["title"]
     'lakeslice export --format json output'
     """
+    from importlib import resources
+
     text = resources.files("lakeslice").joinpath(f"schemas/{name}.schema.json").read_text("utf-8")
     return json.loads(text)
-
-
-if TYPE_CHECKING:
-    from .dask_executor import DaskExecutor
-
-
-def __getattr__(name: str) -> Any:
-    """``DaskExecutor`` on first use: Dask is an optional extra (``lakeslice[dask]``)."""
-    if name == "DaskExecutor":
-        from .dask_executor import DaskExecutor
-
-        return DaskExecutor
-    raise AttributeError(f"module 'lakeslice' has no attribute {name!r}")
 
 
 def progress_bar(*, enabled: bool = True, console: Console | None = None) -> AbstractContextManager[Any]:
@@ -70,30 +103,6 @@ def progress_bar(*, enabled: bool = True, console: Console | None = None) -> Abs
     from .render import progress_bar as bar
 
     return bar(enabled=enabled, console=console)
-
-
-def write_report(
-    run_dir: str | Path,
-    *,
-    output: str | Path = "report.html",
-    png_dir: str | Path | None = None,
-    base_k: int = 0,
-    kind: str = "log",
-) -> Path:
-    """The run report page (needs the ``report`` extra); see :func:`lakeslice.report.write_report`.
-
-    >>> import tempfile, lakeslice as ls
-    >>> root = tempfile.mkdtemp()
-    >>> run = ls.export_run_slices(
-    ...     "fixtures/alerts.csv", interval="1m", window="pre2_post3",
-    ...     source="parquet://fixtures/candles.parquet", run_id="doc", data_root=root,
-    ... )
-    >>> ls.write_report(run.run_dir, output=f"{root}/report.html").name
-    'report.html'
-    """
-    from .report import write_report as write
-
-    return write(run_dir, output=output, png_dir=png_dir, base_k=base_k, kind=kind)
 
 
 __all__ = [

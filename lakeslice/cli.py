@@ -10,33 +10,24 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import jsonschema
 import typer
-from rich.console import Console
 
-from . import json_schema, signals
-from ._version import __version__
-from .corpus import export_corpus, read_mints
+from . import signals
 from .errors import InputError, LakesliceError, error_line, redact
-from .export import export_run_slices
-from .lake.catalog import list_runs
-from .lake.verify import verify_root
 from .options import ExportOptions
-from .render import (
-    progress_bar,
-    render_corpus,
-    render_export,
-    render_runs,
-    render_show,
-    render_verify,
-    show_json,
-    verify_json,
-)
 from .signals import Interrupted
+
+# Start-up time: `lakeslice --version` and `--help` must not pay for Polars, PyArrow, the
+# sources or rich. Everything heavy is imported inside the command (or helper) that needs it.
+if TYPE_CHECKING:
+    from rich.console import Console
 
 app = typer.Typer(
     name="lakeslice",
@@ -49,7 +40,14 @@ app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True, highlight=False)
+
+
+@cache
+def err() -> Console:
+    """The stderr console (rich: imported when something is printed)."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
 
 
 class Format(str, Enum):
@@ -59,6 +57,8 @@ class Format(str, Enum):
 
 def _version(value: bool) -> None:
     if value:
+        from ._version import __version__
+
         typer.echo(f"lakeslice {__version__}")
         raise typer.Exit()
 
@@ -126,7 +126,7 @@ def _redact_record(record: logging.LogRecord) -> bool:
     return True
 
 
-def _fail(exc: BaseException, fmt: str, *, source: str | None = None) -> None:
+def _fail(exc: BaseException, fmt: str, *, source: str | None = None) -> NoReturn:
     """Report one line and exit with the error's status; never a traceback (LAKESLICE_DEBUG=1
     re-raises, with the driver's own error chained). ``source`` is the source URL in use: its
     password, like those of the command line and the environment, never reaches the screen."""
@@ -140,7 +140,7 @@ def _fail(exc: BaseException, fmt: str, *, source: str | None = None) -> None:
     message = redact(line, urls=[source, *_command_line_urls()]) + _missing_extra(exc)
     if fmt == "json":
         typer.echo(json.dumps({"error": {"code": code, "message": message}}, sort_keys=True))
-    err.print(f"lakeslice: error: {message}", markup=False, soft_wrap=True)
+    err().print(f"lakeslice: error: {message}", markup=False, soft_wrap=True)
     raise typer.Exit(status)
 
 
@@ -164,6 +164,10 @@ def _missing_extra(exc: BaseException | None) -> str:
 
 def _check_config(data: dict[str, Any], config: str) -> None:
     """The config must fit the shipped schema (unknown keys, wrong JSON types: exit 2)."""
+    import jsonschema
+
+    from . import json_schema
+
     validator = jsonschema.Draft202012Validator(json_schema("config"))
     error = next(iter(sorted(validator.iter_errors(data), key=lambda e: list(e.path))), None)
     if error is not None:
@@ -215,6 +219,55 @@ def _error_format(ctx: typer.Context, fmt: Format) -> str:
     return "json" if fmt == Format.json or (not given and ctx.meta.get("lakeslice.config_json")) else "table"
 
 
+def _password_file_option() -> Any:
+    return typer.Option(
+        None,
+        "--password-file",
+        help="ClickHouse password: the first line of this file (as LAKESLICE_CLICKHOUSE_PASSWORD_FILE;"
+        " a password in the URL or LAKESLICE_CLICKHOUSE_PASSWORD wins).",
+        show_default=False,
+    )
+
+
+def _use_password_file(path: Path | None) -> None:
+    """``--password-file``: checked now (exit 2 naming the file), read where the environment
+    variable is read, when a ClickHouse source connects."""
+    if path is not None:
+        from .sources.clickhouse import read_password_file
+
+        read_password_file(str(path), what=f"--password-file {path}")
+        os.environ["LAKESLICE_CLICKHOUSE_PASSWORD_FILE"] = str(path)
+
+
+@contextmanager
+def _one_line_errors(fmt: str, *, source: str | None = None) -> Iterator[None]:
+    """Every failure of the block becomes one line and the error's exit status (see _fail)."""
+    try:
+        yield
+    except (Exception, Interrupted) as exc:  # noqa: BLE001 - every failure becomes one line
+        _fail(exc, fmt, source=source)
+
+
+#: Whether the console entry point (main) runs this process and installed the stop signals.
+_console_entry = False
+
+
+def _claim_stop_signals() -> None:
+    """Install the stop-signal handlers again once Polars and PyArrow are imported: a library
+    imported after ``main`` installed them can take SIGINT over (an export then ignored Ctrl-C
+    while a fetch waited on a silent server)."""
+    if _console_entry:  # main() installed them (not a test's in-process runner)
+        import polars  # noqa: F401
+        import pyarrow  # noqa: F401
+
+        signals.install()
+
+
+def _options(ctx: typer.Context) -> dict[str, Any]:
+    """The export options among the command's parameters (ExportOptions names them all)."""
+    return {name: value for name, value in ctx.params.items() if name in ExportOptions.names()}
+
+
 @app.command()
 def export(
     ctx: typer.Context,
@@ -242,48 +295,38 @@ def export(
     ),
     source_shards: str = _option("source_shards"),
     executor: str = _option("executor"),
+    password_file: Path = _password_file_option(),
     _verbose: bool = _verbose_option(),
 ) -> None:
     """Cut the candle windows around each alert into a sealed run."""
     fmt = _error_format(ctx, format)
-    try:
+    with _one_line_errors(fmt, source=source):
         if "lakeslice.config_error" in ctx.meta:
             raise ctx.meta["lakeslice.config_error"]
         for name, value in (("alerts", alerts), ("interval", interval), ("window", window)):
             if value in (None, ""):
                 raise InputError(f"missing option --{name}")
+        _use_password_file(password_file)
+        from .export import export_run_slices
+        from .render import progress_bar
+
+        _claim_stop_signals()
+
         with progress_bar(enabled=fmt != "json") as progress:
-            result = export_run_slices(
-                alerts,
-                interval=interval,
-                window=window,
-                source=source,
-                table=table,
-                source_shards=source_shards,
-                executor=executor,
-                data_root=data_root,
-                run_id=run_id,
-                chain=chain,
-                compression=compression,
-                target_file_mb=target_file_mb,
-                strict_coverage=strict_coverage,
-                min_required_pre=min_required_pre,
-                target_total=target_total,
-                overwrite=overwrite,
-                progress=progress,
-            )
-    except (Exception, Interrupted) as exc:  # noqa: BLE001 - every failure becomes one line
-        _fail(exc, fmt, source=source)
+            result = export_run_slices(alerts, **_options(ctx), progress=progress)
     for warning in result.warnings:
-        err.print(f"lakeslice: warning: {warning}", markup=False, soft_wrap=True, style="bold yellow")
+        err().print(f"lakeslice: warning: {warning}", markup=False, soft_wrap=True, style="bold yellow")
     if fmt == "json":
         typer.echo(json.dumps(result.to_json(), sort_keys=True))
     else:
+        from .render import render_export
+
         render_export(result, source=redact(source or f"chdb://{Path(data_root) / 'chdb'}", urls=[source]))
 
 
 @app.command()
 def corpus(
+    ctx: typer.Context,
     interval: str = typer.Option(..., "--interval", help=ExportOptions.help("interval")),
     date_from: str = typer.Option(..., "--from", help="First UTC day, YYYY-MM-DD."),
     date_to: str = typer.Option(..., "--to", help="Day after the last (exclusive), YYYY-MM-DD."),
@@ -302,55 +345,56 @@ def corpus(
     format: Format = _format_option(),
     source_shards: str = _option("source_shards"),
     executor: str = _option("executor"),
+    password_file: Path = _password_file_option(),
     _verbose: bool = _verbose_option(),
 ) -> None:
     """Export a chain's candles of one interval by UTC day into the corpus tree."""
     fmt = format.value
-    try:
+    with _one_line_errors(fmt, source=source):
+        _use_password_file(password_file)
+        from .corpus import export_corpus, read_mints
+        from .render import progress_bar
+
+        _claim_stop_signals()
+
         with progress_bar(enabled=fmt != "json") as progress:
             result = export_corpus(
-                interval=interval,
+                **_options(ctx),
                 date_from=date_from,
                 date_to=date_to,
-                source=source,
-                table=table,
-                chain=chain,
-                data_root=data_root,
-                compression=compression,
-                target_file_mb=target_file_mb,
                 mints=read_mints(mints) if mints else None,
                 progress=progress,
-                executor=executor,
-                source_shards=source_shards,
             )
-    except (Exception, Interrupted) as exc:  # noqa: BLE001
-        _fail(exc, fmt, source=source)
     if fmt == "json":
         typer.echo(json.dumps(result.to_json(), sort_keys=True))
     else:
+        from .render import render_corpus
+
         render_corpus(result)
 
 
-LAKE_PATH_HELP = (
-    "A run directory, a runs directory, a data root, a corpus tree, or an s3:// run or corpus URL."
-)
+def _path_argument() -> Any:
+    return typer.Argument(
+        ...,
+        help="A run directory, a runs directory, a data root, a corpus tree, or an s3:// run or corpus URL.",
+        show_default=False,
+    )
 
 
 @app.command()
 def verify(
-    path: str = typer.Argument(..., help=LAKE_PATH_HELP, show_default=False),
-    format: Format = _format_option(),
-    _verbose: bool = _verbose_option(),
+    path: str = _path_argument(), format: Format = _format_option(), _v: bool = _verbose_option()
 ) -> None:
     """Check every run and corpus day under PATH against its seal.
 
     Recomputes each listed file's size, SHA-256 and row count, lists every problem, and exits
     1 on any. Counts are over the files listed in each seal (slices, coverage and alerts).
     """
-    try:
+    with _one_line_errors(format.value):
+        from .lake.verify import verify_root
+        from .render import render_verify, verify_json
+
         reports = verify_root(path)
-    except (Exception, Interrupted) as exc:  # noqa: BLE001
-        _fail(exc, format.value)
     if format == Format.json:
         typer.echo(json.dumps(verify_json(reports), sort_keys=True))
         bad = any(not r.ok for r in reports)
@@ -361,21 +405,19 @@ def verify(
 
 @app.command()
 def show(
-    path: str = typer.Argument(..., help=LAKE_PATH_HELP, show_default=False),
-    format: Format = _format_option(),
-    _verbose: bool = _verbose_option(),
+    path: str = _path_argument(), format: Format = _format_option(), _v: bool = _verbose_option()
 ) -> None:
     """Summarize a run, or list the runs and corpus days of a lake.
 
     A run directory: spec, source, coverage, files and a histogram of candles per alert. A
     runs directory or data root: one line per run (as ``ls``), then the corpus days if any."""
-    try:
+    with _one_line_errors(format.value):
+        from .render import render_show, show_json
+
         if format == Format.json:
             typer.echo(json.dumps(show_json(path), sort_keys=True))
         else:
             render_show(path)
-    except (Exception, Interrupted) as exc:  # noqa: BLE001
-        _fail(exc, format.value)
 
 
 @app.command("ls")
@@ -388,14 +430,15 @@ def ls_runs(
 
     One line per run: id, created, spec, alerts kept/dropped, candle rows, sealed files and
     bytes, sealed or not, content_sha256."""
-    try:
+    with _one_line_errors(format.value):
+        from .lake.catalog import list_runs
+        from .render import render_runs
+
         runs = list_runs(path)
         if format == Format.json:
             typer.echo(json.dumps({"runs": runs.to_dicts()}, sort_keys=True))
         else:
             render_runs(runs, title=f"runs in {path}")
-    except (Exception, Interrupted) as exc:  # noqa: BLE001
-        _fail(exc, format.value)
 
 
 @app.command()
@@ -407,12 +450,10 @@ def report(
     kind: str = typer.Option("log", "--kind", help="Returns: log or simple."),
 ) -> None:
     """One self-contained HTML page (works offline): spec, seal, coverage, lake, event profile."""
-    try:
+    with _one_line_errors("table"):
         from .report import write_report
 
         page = write_report(run_dir, output=output, png_dir=png, base_k=base_k, kind=kind)
-    except (Exception, Interrupted) as exc:  # noqa: BLE001
-        _fail(exc, "table")
     typer.echo(str(page))
 
 
@@ -424,12 +465,10 @@ def diff(
 ) -> None:
     """What changed from RUN_A to RUN_B: spec, files, rows per bucket, alerts' coverage."""
     fmt = format.value
-    try:
+    with _one_line_errors(fmt):
         from .diff import diff_runs, render_diff
 
         result = diff_runs(run_a, run_b)
-    except (Exception, Interrupted) as exc:  # noqa: BLE001
-        _fail(exc, fmt)
     if fmt == "json":
         typer.echo(json.dumps(result, sort_keys=True))
     else:
@@ -452,12 +491,10 @@ def gc(
 
     Each --overwrite of a local run links run_id=X to a new generation and keeps the replaced
     one for plain readers still scanning it; later exports of the run remove old ones too."""
-    try:
+    with _one_line_errors(format.value):
         from .lake.commit import remove_replaced
 
         removed = remove_replaced(data_root, keep_replaced=keep_replaced)
-    except (Exception, Interrupted) as exc:  # noqa: BLE001
-        _fail(exc, format.value)
     if format == Format.json:
         typer.echo(json.dumps({"removed": [str(p) for p in removed]}, sort_keys=True))
     else:
@@ -466,12 +503,14 @@ def gc(
 
 def main() -> None:
     """The console entry point: stop signals become one line and exit 130 (see signals.py)."""
+    global _console_entry
     signals.install()
+    _console_entry = True
     try:
         app(prog_name="lakeslice")
         return
     except Interrupted as exc:  # arrived outside a command's own handler (start-up, rendering)
-        err.print(f"lakeslice: error: {exc}", markup=False, soft_wrap=True)
+        err().print(f"lakeslice: error: {exc}", markup=False, soft_wrap=True)
         status = exc.exit_code
     except SystemExit as exc:
         status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

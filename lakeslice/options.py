@@ -83,6 +83,15 @@ class ExportOptions:
         """
         return _fields()[name].default
 
+    @classmethod
+    def names(cls) -> frozenset[str]:
+        """The option names: the keyword arguments of an export (and ``--config`` keys).
+
+        >>> {"chain", "window", "overwrite"} <= ExportOptions.names()
+        True
+        """
+        return frozenset(_fields())
+
     def replace(self, **changes: Any) -> ExportOptions:
         """A copy with ``changes`` applied (None leaves a field as it is)."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -107,7 +107,19 @@ def write_report(
     base_k: int = 0,
     kind: str = "log",
 ) -> Path:
-    """Write the page (atomically) and, with ``png_dir``, one PNG per chart; return the page."""
+    """Write the page (atomically) and, with ``png_dir``, one PNG per chart; return the page.
+
+    Needs the ``report`` extra.
+
+    >>> import tempfile, lakeslice as ls
+    >>> root = tempfile.mkdtemp()
+    >>> run = ls.export_run_slices(
+    ...     "fixtures/alerts.csv", interval="1m", window="pre2_post3",
+    ...     source="parquet://fixtures/candles.parquet", run_id="doc", data_root=root,
+    ... )
+    >>> ls.write_report(run.run_dir, output=f"{root}/report.html").name
+    'report.html'
+    """
     report = build_report(run_dir, base_k=base_k, kind=kind)
     _, vlc = _plotting()
     output = Path(output)

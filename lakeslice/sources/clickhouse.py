@@ -2,8 +2,8 @@
 
 The SQL and the request tables are shared with chdb (``sources/sql.py``); here the request
 tables travel as native-protocol external tables, and results stream one ClickHouse block ->
-one Arrow record batch through the driver's NumPy/Arrow column readers (``query_arrow_stream``):
-no Python object per row.
+one Arrow record batch through lakeslice's own column decoder (``sources/native.py``): no
+Python object per row, and no pandas (the driver's NumPy path imports it).
 
 The mint string is not sent back per row: the ranges table carries a dense ``mint_id`` and the
 server returns it; batches rebuild ``mint`` as a dictionary array over the request's mints.
@@ -22,7 +22,6 @@ import os
 from collections.abc import Iterator
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import numpy as np
 import pyarrow as pa
 
 from lakeslice.errors import InputError, RunError, one_line, redact, split_credentials
@@ -50,19 +49,6 @@ class SourceConnectionError(RunError):
 
     code = "source_connection_error"
     retryable = True
-
-
-class _Columns(dict):
-    """External-table data in the shape the driver's NumPy path reads: ``data[col].values``."""
-
-    class _Col:
-        __slots__ = ("values",)
-
-        def __init__(self, values):
-            self.values = values
-
-    def __init__(self, columns: dict[str, np.ndarray]):
-        super().__init__({k: self._Col(v) for k, v in columns.items()})
 
 
 #: URL query options: name -> (parser, default). Timeouts in seconds; see sources/base.Retry.
@@ -200,6 +186,9 @@ class ClickHouseSource(SqlCandleSource):
 
     def _connect(self):
         if self._client is None:
+            # The driver builds a table of every date at import (0.2 s) unless told to build it
+            # lazily; candle queries read no date column.
+            os.environ.setdefault("CLICKHOUSE_DRIVER_LASY_DATE_LUT", "lazy")
             from clickhouse_driver import Client
 
             self._client = Client(
@@ -209,7 +198,6 @@ class ClickHouseSource(SqlCandleSource):
                 password=self._password,
                 database="default",  # the target database may not exist: we report that ourselves
                 client_name="lakeslice",
-                settings={"use_numpy": True},
                 **self._client_kwargs,
             )
         return self._client
@@ -217,15 +205,12 @@ class ClickHouseSource(SqlCandleSource):
     def describe(self) -> TableInfo:
         """Server version and the table's schema (cached); RunError when unusable."""
         if self._info is None:
-            target = {
-                "db": np.array([self.database], dtype=object),
-                "tbl": np.array([self.table], dtype=object),
-            }
+            target = {"db": self.database, "tbl": self.table}
             ext = [
                 {
                     "name": "_lakeslice_target",
                     "structure": [("db", "String"), ("tbl", "String")],
-                    "data": _Columns(target),
+                    "data": [target],
                 }
             ]
             try:
@@ -245,17 +230,19 @@ class ClickHouseSource(SqlCandleSource):
         return self._info
 
     def _stream(self, sql: str, data: RequestData) -> Iterator[pa.RecordBatch]:
-        ext = [{"name": PARAMS_TABLE, "structure": PARAMS_STRUCTURE, "data": _Columns(data.params)}]
+        from .native import arrow_blocks, send_tables, stream_batches  # imports the driver: after _connect
+
+        tables = [(PARAMS_TABLE, PARAMS_STRUCTURE, data.params)]
         if data.ranges is not None:
-            ext.append({"name": RANGES_TABLE, "structure": RANGES_STRUCTURE, "data": _Columns(data.ranges)})
+            tables.append((RANGES_TABLE, RANGES_STRUCTURE, data.ranges))
         finished = False
         try:
-            reader = self._connect().query_arrow_stream(
-                sql, external_tables=ext, settings={"use_numpy": True}, field_metadata=False
-            )
-            for batch in reader:
-                if batch.num_rows:
-                    yield batch
+            client = self._connect()
+            with client.disconnect_on_error(sql, None):
+                arrow_blocks(client.connection)
+                client.connection.send_query(sql)
+                send_tables(client.connection, tables)
+            yield from stream_batches(client)
             finished = True
         except GeneratorExit:
             raise
@@ -270,12 +257,6 @@ class ClickHouseSource(SqlCandleSource):
         if self._client is not None:
             self._client.disconnect()
             self._client = None
-
-    def __enter__(self) -> ClickHouseSource:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     # -- errors -------------------------------------------------------------------------------
 
@@ -312,15 +293,28 @@ class ClickHouseSource(SqlCandleSource):
 
 def _password_from_environment() -> str:
     """``LAKESLICE_CLICKHOUSE_PASSWORD``, else the first line of the file named by
-    ``LAKESLICE_CLICKHOUSE_PASSWORD_FILE`` (neither shows in the process list, unlike a URL)."""
+    ``LAKESLICE_CLICKHOUSE_PASSWORD_FILE`` (or ``--password-file``): neither shows in the
+    process list, unlike a URL."""
     if "LAKESLICE_CLICKHOUSE_PASSWORD" in os.environ:
         return os.environ["LAKESLICE_CLICKHOUSE_PASSWORD"]
     path = os.environ.get("LAKESLICE_CLICKHOUSE_PASSWORD_FILE")
     if not path:
         return ""
+    return read_password_file(path, what=f"LAKESLICE_CLICKHOUSE_PASSWORD_FILE={path}")
+
+
+def read_password_file(path: str, *, what: str) -> str:
+    """The first line of ``path``; InputError naming ``what`` and the file, never its content.
+
+    >>> read_password_file("/nonexistent/pw", what="--password-file /nonexistent/pw")
+    Traceback (most recent call last):
+    ...
+    lakeslice.errors.InputError: --password-file /nonexistent/pw: cannot read (No such file or directory)
+    """
     try:
-        text = open(path, encoding="utf-8").read()
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
     except (OSError, UnicodeDecodeError) as exc:
         why = getattr(exc, "strerror", None) or type(exc).__name__
-        raise InputError(f"LAKESLICE_CLICKHOUSE_PASSWORD_FILE={path}: cannot read ({why})") from None
+        raise InputError(f"{what}: cannot read ({why})") from None
     return text.splitlines()[0] if text else ""

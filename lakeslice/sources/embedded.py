@@ -157,12 +157,6 @@ class ChdbSource(SqlCandleSource):
             self._session.close()
             self._session = None
 
-    def __enter__(self) -> ChdbSource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 _ARROW_TYPES = {"String": pa.string(), "Int32": pa.int32(), "Int64": pa.int64(), "UInt32": pa.uint32()}
 

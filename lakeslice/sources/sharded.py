@@ -19,12 +19,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import cast
 
 import polars as pl
 import pyarrow as pa
 
 from ..errors import InputError, redact
-from .base import CandleRequest, Source
+from .base import CandleRequest, Source, SourceInfo
 
 __all__ = ["Shard", "ShardedSource", "parse_shards"]
 
@@ -99,7 +101,9 @@ class ShardedSource:
 
     kind = "sharded"
 
-    def __init__(self, shards: Sequence[Shard], sources: Sequence[Source], *, label: str, snapshot: dict):
+    def __init__(
+        self, shards: Sequence[Shard], sources: Sequence[Source], *, label: str, snapshot: SourceInfo
+    ):
         self.shards = list(shards)
         self.sources = list(sources)
         self.label = label
@@ -112,12 +116,13 @@ class ShardedSource:
         """First bucket of every shard: a bucket group never crosses one of these."""
         return [s.first for s in self.shards]
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> SourceInfo:
+        """The logical table's snapshot plus ``shards`` (each shard's buckets and snapshot)."""
         shards = [
             {"buckets": sh.buckets, **src.snapshot()}
             for sh, src in zip(self.shards, self.sources, strict=True)
         ]
-        return {**self._snapshot, "shards": shards}
+        return cast(SourceInfo, {**self._snapshot, "shards": shards})
 
     def _shard_of(self, buckets: pl.Expr) -> pl.Expr:
         """Index of the shard holding each bucket (two hex characters)."""
@@ -142,7 +147,7 @@ class ShardedSource:
         from ..transforms import mint_bucket
 
         for batch in batches:
-            mints = pl.from_arrow(batch.column("mint")).cast(pl.String).to_frame("mint")
+            mints = pl.Series("mint", batch.column("mint")).cast(pl.String).to_frame()
             mine = mints.select(self._shard_of(mint_bucket("mint")) == i).to_series()
             yield batch.filter(mine.to_arrow())
 
@@ -162,7 +167,7 @@ class ShardedSource:
             source.close()
 
 
-def open_sharded(url: str | None, shards_text: str, *, table: str, data_root) -> ShardedSource:
+def open_sharded(url: str | None, shards_text: str, *, table: str, data_root: str | Path) -> ShardedSource:
     """Open every shard of ``shards_text``; ``url`` (optional) names the logical table.
 
     Without ``url`` the shards must name the same database and table, which the lake records.
@@ -182,7 +187,9 @@ def open_sharded(url: str | None, shards_text: str, *, table: str, data_root) ->
     return ShardedSource(shards, sources, label=label, snapshot=snapshot)
 
 
-def _logical(url: str | None, sources: list[Source], *, table: str, data_root) -> tuple[str, dict]:
+def _logical(
+    url: str | None, sources: list[Source], *, table: str, data_root: str | Path
+) -> tuple[str, SourceInfo]:
     """Label and snapshot of the logical table (``url``, else what every shard agrees on)."""
     if url:
         from . import open_source

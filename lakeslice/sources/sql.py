@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import polars as pl
@@ -43,6 +44,7 @@ __all__ = [
 ]
 
 REQUIRED_COLUMNS = QUANTBOT_COLUMNS
+S = TypeVar("S", bound="SqlCandleSource")
 OHLCV = ("open", "high", "low", "close", "volume")
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # "No bound": the DateTime64 range (1900-01-01 .. 2300-01-01), so fromUnixTimestamp64Milli never
@@ -178,7 +180,7 @@ def counts_frame(batches: list[pa.RecordBatch]) -> pl.DataFrame:
     """``mint, rows`` sorted by mint, whatever order the server sent."""
     if not batches:
         return pl.DataFrame(schema={"mint": pl.String, "rows": pl.Int64})
-    frame = pl.from_arrow(pa.Table.from_batches(batches))
+    frame = pl.DataFrame(pa.Table.from_batches(batches))
     return frame.select(pl.col("mint").cast(pl.String), pl.col("rows").cast(pl.Int64)).sort("mint")
 
 
@@ -186,7 +188,7 @@ def holdings_frame(batches: list[pa.RecordBatch]) -> pl.DataFrame:
     """``chain, interval_s, rows`` sorted, whatever order the server sent."""
     if not batches:
         return pl.DataFrame(schema=HOLDINGS_SCHEMA)
-    frame = pl.from_arrow(pa.Table.from_batches(batches))
+    frame = pl.DataFrame(pa.Table.from_batches(batches))
     return frame.select(pl.col(c).cast(t) for c, t in HOLDINGS_SCHEMA.items()).sort("chain", "interval_s")
 
 
@@ -219,7 +221,8 @@ def request_data(request: CandleRequest) -> RequestData:
             "end_ms": frame["end_ms"].to_numpy(),
         }
         if len(frame):
-            first, last = int(frame["start_ms"].min()), int(frame["end_ms"].max())
+            first, last = frame["start_ms"].to_numpy().min(), frame["end_ms"].to_numpy().max()
+            first, last = int(first), int(last)
             lo = first if lo is None else max(lo, first)
             hi = last if hi is None else min(hi, last)
     lo = _TS_MIN_MS if lo is None else min(max(int(lo), _TS_MIN_MS), _TS_MAX_MS)
@@ -244,24 +247,49 @@ def to_candle_batch(
 ) -> pa.RecordBatch:
     """A result batch in CANDLE_SCHEMA (dictionary ``mint`` for window requests).
 
-    ``where`` names host and table in the error when a price or volume does not fit Float64.
+    Columns already of their type pass through without a copy; ``mints`` is the dictionary of
+    every block (only the indices are per block). ``where`` names host and table in the error
+    when a price or volume does not fit Float64.
+
+    >>> batch = pa.record_batch({"mint_id": pa.array([1, 0], pa.int32()), "ts_ms": pa.array([60_000, 0]),
+    ...     **{c: pa.array([1.0, 2.0]) for c in OHLCV}})
+    >>> out = to_candle_batch(batch, pa.array(["a", "b"]), has_ver=False)
+    >>> out.column("mint").to_pylist(), out.column("ver").to_pylist(), out.schema == DICT_CANDLE_SCHEMA
+    (['b', 'a'], [0, 0], True)
     """
-    n = batch.num_rows
     if mints is None:
-        mint = batch.column("mint").cast(pa.string())
+        mint = _as_type(batch.column("mint"), pa.string())
         schema = CANDLE_SCHEMA
     else:
-        ids = batch.column("mint_id").cast(pa.int32())
-        mint = pa.DictionaryArray.from_arrays(ids, mints)
+        mint = pa.DictionaryArray.from_arrays(_as_type(batch.column("mint_id"), pa.int32()), mints)
         schema = DICT_CANDLE_SCHEMA
-    ver = batch.column("ver") if has_ver else pa.array(np.zeros(n, dtype=np.uint64))
-    cols = [mint, batch.column("ts_ms").cast(pa.int64())]
+    ver = _as_type(batch.column("ver"), pa.uint64()) if has_ver else _zeros(batch.num_rows)
+    cols = [mint, _as_type(batch.column("ts_ms"), pa.int64())]
     cols += [_as_float64(batch.column(c), c, where) for c in OHLCV]
-    return pa.RecordBatch.from_arrays([*cols, ver.cast(pa.uint64())], schema=schema)
+    return pa.RecordBatch.from_arrays([*cols, ver], schema=schema)
+
+
+def _as_type(values: pa.Array, type_: pa.DataType) -> pa.Array:
+    return values if values.type == type_ else values.cast(type_)
+
+
+_ZEROS: list[pa.Array] = [pa.Array.from_buffers(pa.uint64(), 0, [None, pa.py_buffer(b"")])]
+
+
+def _zeros(n: int) -> pa.Array:
+    """``n`` UInt64 zeros: a slice of one shared array (grown when a block is larger)."""
+    zeros = _ZEROS[0]
+    if len(zeros) < n:
+        size = max(n, 2 * len(zeros))
+        zeros = pa.Array.from_buffers(pa.uint64(), size, [None, pa.py_buffer(np.zeros(size, np.uint64))])
+        _ZEROS[0] = zeros
+    return zeros.slice(0, n)
 
 
 def _as_float64(values: pa.Array, column: str, where: str) -> pa.Array:
     """Exact Float64, or one line: an integer above 2^53 would silently lose digits."""
+    if values.type == pa.float64():
+        return values
     try:
         return values.cast(pa.float64())
     except pa.ArrowInvalid:
@@ -276,8 +304,31 @@ def _as_float64(values: pa.Array, column: str, where: str) -> pa.Array:
 class SqlCandleSource:
     """What the ClickHouse server and chdb share: the same SQL over the same request tables.
 
-    Subclasses provide ``database``, ``table``, ``describe()`` and ``_stream(sql, data)``.
+    Subclasses provide ``database``, ``table``, ``where``, ``describe()``, ``_stream(sql, data)``
+    and ``close()``; a source is a context manager that closes its connection.
     """
+
+    database: str
+    table: str
+
+    @property
+    def where(self) -> str:
+        raise NotImplementedError
+
+    def describe(self) -> TableInfo:
+        raise NotImplementedError
+
+    def _stream(self, sql: str, data: RequestData) -> Iterator[pa.RecordBatch]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: S) -> S:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     #: Estimated candle rows per bucket group. The primary key prunes every query, so small
     #: groups cost little here and keep peak memory low (see benchmarks/README.md).
@@ -287,7 +338,7 @@ class SqlCandleSource:
         """Stream the request's candles (a dropped server connection: SourceConnectionError)."""
         info = self.describe()
         data = request_data(request)
-        if data.ranges is not None and not len(data.mints):
+        if data.mints is not None and not len(data.mints):
             return
         sql = candle_query(self.database, self.table, info, windows=data.ranges is not None)
         for batch in self._stream(sql, data):
