@@ -55,48 +55,33 @@ ROW_GROUP = 128 * 1024
 CH_DDL = quantbot_ddl("default.ohlcv_candles")
 
 
+def _in_dir(name: str) -> property:
+    """A file or directory of the scale's directory (see the module's docstring)."""
+    return property(lambda self: self.dir / name)
+
+
 @dataclass(frozen=True)
 class Dataset:
     scale: float
     dir: Path
     stamp: dict
 
-    @property
-    def candles(self) -> Path:
-        return self.dir / "candles.parquet"
-
-    @property
-    def alerts(self) -> Path:
-        return self.dir / "alerts.parquet"
-
-    @property
-    def alerts_x10(self) -> Path:
-        return self.dir / "alerts_x10.parquet"
-
-    @property
-    def alerts_subset(self) -> Path:
-        return self.dir / "alerts_subset.parquet"
+    candles = _in_dir("candles.parquet")
+    alerts = _in_dir("alerts.parquet")
+    alerts_x10 = _in_dir("alerts_x10.parquet")
+    alerts_subset = _in_dir("alerts_subset.parquet")
+    ranges_tsv = _in_dir("ranges.tsv")
+    chdb = _in_dir("chdb")
+    ch_root = _in_dir("ch")
 
     @property
     def slices(self) -> Path:
-        """The expected slice rows: what the floor's write part writes."""
+        """The expected slice rows: what the floor's write part writes (computed when first asked)."""
         if not (self.dir / "slices.parquet").exists():
             subprocess.run(
                 [sys.executable, "-m", "benchmarks.dataset", "slices", str(self.dir)], cwd=ROOT, check=True
             )
         return self.dir / "slices.parquet"
-
-    @property
-    def ranges_tsv(self) -> Path:
-        return self.dir / "ranges.tsv"
-
-    @property
-    def chdb(self) -> Path:
-        return self.dir / "chdb"
-
-    @property
-    def ch_root(self) -> Path:
-        return self.dir / "ch"
 
 
 def sizes(scale: float) -> dict:
