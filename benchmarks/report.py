@@ -198,11 +198,13 @@ def chart_spec(doc: dict) -> dict:
         yOffset=alt.YOffset("scale:N"),
         color=alt.Color("scale:N", legend=alt.Legend(title=None, orient="bottom")),
     )
-    panels = [
-        base.mark_bar()
-        .encode(x=alt.X(f"{field}:Q", title=field))
-        .properties(width=320, height=22 * len(order))
-        for field in ("median wall s", "peak RSS MiB")
-    ]
+    size = {"width": 320, "height": 22 * len(order)}
+    wall = base.mark_bar().encode(x=alt.X("median wall s:Q")).properties(**size)
+    rss = base.mark_bar().encode(x=alt.X("peak RSS MiB:Q", title="peak RSS MiB"))
+    target = alt.Chart(alt.Data(values=[{"MiB": 512}])).mark_rule(color="red", strokeDash=[4, 3])
+    rss_panel = alt.layer(rss, target.encode(x=alt.X("MiB:Q", title="peak RSS MiB"))).properties(
+        **size, title="dashed: the 512 MiB target"
+    )
+    panels = [wall, rss_panel]
     title = f"make bench: {load_heading(doc)}, {doc['meta']['created_at']}"
     return alt.hconcat(*panels).properties(title=title).to_dict()
