@@ -21,7 +21,7 @@ import polars as pl
 
 from .errors import InputError
 from .executor import Executor
-from .export import GroupResult, GroupTask, bucket_groups, executing, staged_run
+from .export import GroupProgress, GroupResult, GroupTask, bucket_groups, executing, staged_run
 from .lake import layout
 from .lake.commit import Commit
 from .lake.manifest import (
@@ -219,7 +219,7 @@ def export_corpus(
             )
             for day in days
         ]
-        progress.stage("fetching", total=sum(len(p.groups) for p in plans))
+        tracker = GroupProgress(progress, groups=sum(len(p.groups) for p in plans))
         for plan in plans:
             summary, results = staged_run(
                 store,
@@ -230,7 +230,7 @@ def export_corpus(
                 finish=partial(seal_day, plan, source=src),
                 source=src,
                 executor=runner,
-                progress=progress,
+                progress=tracker,
             )
             result.days.append(summary)
             result.rows_fetched += sum(r.rows_fetched for r in results)

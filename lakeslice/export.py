@@ -164,6 +164,10 @@ class GroupTask:
     windows: pl.DataFrame | None = None
     day: tuple[int, int] | None = None
 
+    def request(self) -> CandleRequest:
+        """What the group asks its source for."""
+        return CandleRequest(chain=self.chain, interval_s=self.interval_s, ranges=self.ranges)
+
 
 @dataclass(frozen=True)
 class GroupResult:
@@ -275,7 +279,7 @@ def export_run_slices(
     store = open_store(data_root)
     with executing(executor, source, table=table, data_root=data_root, shards=source_shards) as (runner, src):
         plan = plan_run(alerts, options, source=src)
-        progress.stage("fetching", total=len(plan.groups))
+        tracker = GroupProgress(progress, groups=len(plan.groups))
         manifest, results = staged_run(
             store,
             plan.key,
@@ -284,7 +288,7 @@ def export_run_slices(
             finish=partial(_announced, progress, partial(seal, plan, source=src)),
             source=src,
             executor=runner,
-            progress=progress,
+            progress=tracker,
         )
         fetched = sum(r.rows_fetched for r in results)
     seconds = time.perf_counter() - started
@@ -391,7 +395,7 @@ def staged_run(
     finish: Callable[[list[GroupResult], Commit], R],
     source: Source,
     executor: Executor | None,
-    progress: Progress,
+    progress: GroupProgress,
     seal_key: str | None = None,
 ) -> tuple[R, list[GroupResult]]:
     """Open the commit of ``key``, run the ``tasks`` writing under it, ``finish`` (seal) it."""
@@ -412,26 +416,90 @@ def _announced(
     return finish(results, commit)
 
 
+class GroupProgress:
+    """The stages of the groups' work, told to a :class:`~lakeslice.progress.Progress`.
+
+    Groups overlap (one is fetched while the one before is written), so the stages are those of
+    the run as a whole: ``fetching`` (total: the groups; rows advance as batches arrive, a unit
+    when a group's fetch ends) until the last group is fetched, then ``writing`` (total: the
+    groups still writing; a unit per group whose files are written). Calls come from the group
+    threads.
+
+    >>> class Log:
+    ...     def stage(self, name, *, total=None): print("stage", name, total)
+    ...     def advance(self, *, done=0, rows=0): print("advance", done, rows)
+    >>> g = GroupProgress(Log(), groups=2)
+    stage fetching 2
+    >>> g.rows(10); g.fetched(); g.written(); g.fetched(); g.written()
+    advance 0 10
+    advance 1 0
+    advance 1 0
+    stage writing 1
+    advance 1 0
+    """
+
+    def __init__(self, progress: Progress, *, groups: int) -> None:
+        self.progress = progress
+        self.groups = groups
+        self._fetched = 0
+        self._written = 0
+        self._lock = threading.Lock()
+        progress.stage("fetching", total=groups)
+
+    def rows(self, n: int) -> None:
+        self.progress.advance(rows=n)
+
+    def fetched(self) -> None:
+        with self._lock:
+            self._fetched += 1
+            self.progress.advance(done=1)
+            if self._fetched == self.groups:
+                self.progress.stage("writing", total=self.groups - self._written)
+
+    def written(self) -> None:
+        with self._lock:
+            self._written += 1
+            if self._fetched == self.groups:
+                self.progress.advance(done=1)
+
+    def stage(self, name: str, *, total: int | None = None) -> None:
+        self.progress.stage(name, total=total)
+
+
 def run_groups(
     tasks: list[GroupTask],
     *,
     source: Source,
     store: Store,
     executor: Executor | None,
-    progress: Progress,
+    progress: GroupProgress,
 ) -> list[GroupResult]:
-    """Stage 2 over every task, in task order; the first failing group stops the run."""
+    """Stage 2 over every task, in task order; the first failing group stops the run.
+
+    In this process, a source that can read once for all groups (``prepare``, the Parquet
+    source) does so first, and the groups report rows as their batches arrive. A remote
+    executor's groups report when their result comes back.
+    """
     executor = executor or LocalExecutor()
-    if getattr(executor, "remote", False):
+    remote = getattr(executor, "remote", False)
+    if remote:
         store = PortableStore.of(store)  # workers open the data root from their own environment
+    elif hasattr(source, "prepare"):
+        source.prepare([task.request() for task in tasks])
+    work = partial(run_group, source=source, store=store, progress=None if remote else progress)
     results = []
-    for result in executor.map(partial(run_group, source=source, store=store), tasks):
-        progress.advance(done=1, rows=result.rows_fetched)
+    for result in executor.map(work, tasks):
+        if remote:
+            progress.rows(result.rows_fetched)
+            progress.fetched()
+            progress.written()
         results.append(result)
     return results
 
 
-def run_group(task: GroupTask, *, source: Source, store: Store) -> GroupResult:
+def run_group(
+    task: GroupTask, *, source: Source, store: Store, progress: GroupProgress | None = None
+) -> GroupResult:
     """Stage 2 for one bucket group: fetch, transform, write its part files through ``store``.
 
     >>> import tempfile
@@ -443,13 +511,22 @@ def run_group(task: GroupTask, *, source: Source, store: Store) -> GroupResult:
     >>> len(res.files), res.coverage.height, res.rows_fetched, res.files[0].path
     (4, 8, 93, 'slices/ohlcv/interval=1m/window=pre5_post10/mint_bucket=24/part-0000.parquet')
     """
+    names = task.windows["mint"].unique().sort() if task.windows is not None else None
     with _fetching(source):
         frame = fetch_frame(
-            source, chain=task.chain, interval_s=task.interval_s, ranges=task.ranges, buckets=task.buckets
+            source,
+            chain=task.chain,
+            interval_s=task.interval_s,
+            ranges=task.ranges,
+            buckets=task.buckets,
+            convert=partial(_mint_ids, names) if names is not None else None,
+            on_rows=progress.rows if progress is not None else None,
         )
+    if progress is not None:
+        progress.fetched()
     coverage, prepare = None, None
-    if task.windows is not None and task.spec is not None:
-        coverage, slices, names = _group_outputs(frame, task.windows, task.spec, source.label)
+    if task.windows is not None and task.spec is not None and names is not None:
+        coverage, slices = _group_outputs(frame, task.windows, names, task.spec, source.label)
         prepare = partial(_named, names)
     else:
         slices = _day_slices(frame, task, source.label)
@@ -463,6 +540,8 @@ def run_group(task: GroupTask, *, source: Source, store: Store) -> GroupResult:
             prepare=prepare,
         )
         files = sink.entries()
+    if progress is not None:
+        progress.written()
     return GroupResult(tuple(files), coverage, frame.height)
 
 
@@ -553,12 +632,36 @@ def _named(names: pl.Series, part: pl.DataFrame) -> pl.DataFrame:
 
 
 def fetch_frame(
-    src: Source, *, chain: str, interval_s: int, ranges: pl.DataFrame, buckets: tuple[str, ...]
+    src: Source,
+    *,
+    chain: str,
+    interval_s: int,
+    ranges: pl.DataFrame,
+    buckets: tuple[str, ...],
+    convert: Callable[[pa.RecordBatch], pl.DataFrame] | None = None,
+    on_rows: Callable[[int], None] | None = None,
 ) -> pl.DataFrame:
-    """All batches of one bucket group; a dropped connection retries the whole group."""
+    """All batches of one bucket group as one frame; a dropped connection retries the group.
+
+    Each batch becomes a frame as it arrives, through ``convert`` when given (the run export
+    turns mints into integer ids there, so a group's mint strings are never materialized);
+    ``on_rows`` hears each batch's row count.
+    """
     request = CandleRequest(chain=chain, interval_s=interval_s, ranges=ranges)
+    to_frame = convert or (lambda batch: _frame_of([batch]))
+
+    def fetch_all() -> pl.DataFrame:
+        frames = []
+        for batch in src.fetch(request):
+            frames.append(to_frame(batch))
+            if on_rows is not None:
+                on_rows(batch.num_rows)
+        if not frames:
+            return to_frame(pa.RecordBatch.from_pylist([], schema=CANDLE_SCHEMA))
+        return pl.concat(frames, rechunk=False)
+
     return with_retries(
-        lambda: _frame_of(list(src.fetch(request))),
+        fetch_all,
         retry=getattr(src, "retry", Retry()),
         what=f"buckets {buckets[0]}..{buckets[-1]}",
     )
@@ -568,6 +671,21 @@ def _frame_of(batches: list[pa.RecordBatch]) -> pl.DataFrame:
     """One frame; ``mint`` as Polars Categorical when the source sent a dictionary."""
     table = pa.Table.from_batches(batches) if batches else CANDLE_SCHEMA.empty_table()
     return cast(pl.DataFrame, pl.from_arrow(table))  # a Table gives a DataFrame
+
+
+def _mint_ids(names: pl.Series, batch: pa.RecordBatch) -> pl.DataFrame:
+    """A batch as a frame, ``mint`` as its position in the sorted ``names`` (UInt32): integer
+    order is string order. A dictionary-encoded mint maps its dictionary (the few distinct
+    mints), then gathers by the indices: no string per row."""
+    mint = batch.column("mint")
+    ids_of = pl.Enum(names)
+    if pa.types.is_dictionary(mint.type):
+        codes = pl.Series(mint.dictionary).cast(pl.String).cast(ids_of).to_physical().cast(pl.UInt32)
+        ids = codes.gather(pl.Series(mint.indices).cast(pl.UInt32))
+    else:
+        ids = pl.Series(mint).cast(pl.String).cast(ids_of).to_physical().cast(pl.UInt32)
+    rest = cast(pl.DataFrame, pl.from_arrow(pa.Table.from_batches([batch.drop_columns(["mint"])])))
+    return rest.insert_column(0, ids.alias("mint"))
 
 
 def _day_slices(frame: pl.DataFrame, task: GroupTask, label: str) -> pl.DataFrame:
@@ -585,19 +703,16 @@ def _day_slices(frame: pl.DataFrame, task: GroupTask, label: str) -> pl.DataFram
 
 
 def _group_outputs(
-    frame: pl.DataFrame, windows: pl.DataFrame, spec: RunSpec, label: str
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series]:
-    """Coverage of the group's alerts, its slice rows (mint ids, bucket codes) and mint names.
+    frame: pl.DataFrame, windows: pl.DataFrame, names: pl.Series, spec: RunSpec, label: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Coverage of the group's alerts and its slice rows (mint ids, bucket codes).
 
-    Inside, a mint is its rank among the group's sorted mints (UInt32): sorting, as-of joins and
-    windows work on integers, and integer order is the mints' string order.
+    Inside, a mint is its rank among the group's sorted mints ``names`` (UInt32; ``frame``
+    arrives with these ids): sorting, as-of joins and windows work on integers, and integer
+    order is the mints' string order.
     """
-    names = windows["mint"].unique().sort()  # position = id
     ids = pl.DataFrame({"mint": names, "_id": pl.int_range(names.len(), dtype=pl.UInt32, eager=True)})
     by_id = windows.join(ids, on="mint").with_columns(mint="_id").drop("_id")
-    frame = frame.with_columns(
-        pl.col("mint").cast(pl.String).cast(pl.Enum(names)).to_physical().cast(pl.UInt32)
-    )
     # one label for every row: added when written, not carried through sorts and joins
     deduped = dedupe_candles(normalize_candles(frame, interval_s=spec.interval_s).drop("source"))
     candles = restrict_to_ranges(deduped, merge_windows(by_id)).collect()
@@ -629,7 +744,7 @@ def _group_outputs(
         .collect()
     )
     # ids stay integers through the bucket split; each bucket gets its strings when written
-    return cov, slices, names
+    return cov, slices
 
 
 # --------------------------------------------------------------------------------------------

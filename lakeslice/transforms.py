@@ -7,6 +7,7 @@ Frames in, lazy frames out; no Python loop over candle rows. Internally candles 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
@@ -147,12 +148,14 @@ def normalize_candles(
     chain: str | None = None,
     interval_s: int | None = None,
     source: str | None = None,
+    keep: Sequence[str] = (),
 ) -> pl.LazyFrame:
     """Candles in source columns (``token_address``, ``timestamp``, ...), slice columns
     (``mint``, ``ts``, ...) or the internal ``mint, ts_ms`` form, as
     ``mint, ts_ms, interval_s, open..volume, ver, source``.
 
-    Rows of other chains or intervals are dropped when the frame says which they are.
+    Rows of other chains or intervals are dropped when the frame says which they are; the
+    columns named in ``keep`` follow as they are.
 
     >>> c = pl.DataFrame({"token_address": ["m", "m"], "chain": ["solana", "eth"],
     ...     "timestamp": [60, 60], "interval_seconds": [60, 60],
@@ -199,6 +202,7 @@ def normalize_candles(
         *[pl.col(c).cast(pl.Float64) for c in OHLCV],
         ver.alias("ver"),
         label.alias("source"),
+        *keep,
     )
 
 
@@ -472,6 +476,41 @@ def coverage_of(
     slot = pl.col("ts_ms")
     if "interval_s" in names:
         slot = (pl.col("ts_ms") // (pl.col("interval_s").cast(pl.Int64) * 1000)).fill_null(slot)
+    base = _packing_base(candles, windows)
+    if base is None:
+        w = _window_counts_by_mint(candles, windows, slot)
+    else:
+        w = _window_counts_packed(candles, windows, slot, base)
+    pre = pl.col("_n_anchor") - pl.col("_n_start")
+    post = pl.col("_n_end") - pl.col("_n_anchor")
+    total = pl.col("available_total")
+    out = w.with_columns(
+        expected_total=pl.lit(expected_total, pl.Int64),
+        available_pre=pre,
+        available_post=post,
+        available_total=pre + post,
+    ).with_columns(
+        missing=pl.col("expected_total") - total,
+        first_ts_ms=pl.when(total > 0).then(pl.col("_first")),
+        last_ts_ms=pl.when(total > 0).then(pl.col("_last")),
+        # filled slots, not candles, decide `complete` (see srank above)
+        status=pl.when(pl.col("_n_end_slots") - pl.col("_n_start_slots") == pl.col("expected_total"))
+        .then(pl.lit("complete"))
+        .when(total > 0)
+        .then(pl.lit("partial"))
+        .otherwise(pl.lit("insufficient")),
+        kept=(
+            (pl.col("available_pre") >= min_required_pre) & (total >= target_total)
+            if strict
+            else pl.lit(True)
+        ),
+    )
+    return out.select([pl.col(c).cast(t) for c, t in COVERAGE_SCHEMA.items()]).sort("alert_id")
+
+
+def _window_counts_by_mint(candles: pl.LazyFrame, windows: pl.LazyFrame, slot: pl.Expr) -> pl.LazyFrame:
+    """The windows with their as-of counts (``_n_start``, ``_n_anchor``, ``_n_end`` and their
+    ``_slots``) and the first/last candle (``_first``, ``_last``), by per-mint as-of joins."""
     ranked = candles.select(
         "mint",
         "ts_ms",
@@ -520,31 +559,79 @@ def coverage_of(
             check_sortedness=False,
         )
     )
-    pre = pl.col("_n_anchor") - pl.col("_n_start")
-    post = pl.col("_n_end") - pl.col("_n_anchor")
-    total = pl.col("available_total")
-    out = w.with_columns(
-        expected_total=pl.lit(expected_total, pl.Int64),
-        available_pre=pre,
-        available_post=post,
-        available_total=pre + post,
-    ).with_columns(
-        missing=pl.col("expected_total") - total,
-        first_ts_ms=pl.when(total > 0).then(pl.col("_first")),
-        last_ts_ms=pl.when(total > 0).then(pl.col("_last")),
-        # filled slots, not candles, decide `complete` (see srank above)
-        status=pl.when(pl.col("_n_end_slots") - pl.col("_n_start_slots") == pl.col("expected_total"))
-        .then(pl.lit("complete"))
-        .when(total > 0)
-        .then(pl.lit("partial"))
-        .otherwise(pl.lit("insufficient")),
-        kept=(
-            (pl.col("available_pre") >= min_required_pre) & (total >= target_total)
-            if strict
-            else pl.lit(True)
-        ),
+    return w
+
+
+#: Packed keys: mint ids below 2^20 and times within 2^43 ms (278 years) of the base.
+_MINT_BITS, _TIME_BITS = 20, 43
+
+
+def _packing_base(candles: pl.LazyFrame, windows: pl.LazyFrame) -> int | None:
+    """The time base of packed ``(mint, ts)`` keys, or None when they do not apply (string
+    mints, ids or a time span too wide)."""
+    if not candles.collect_schema()["mint"].is_integer() or not windows.collect_schema()["mint"].is_integer():
+        return None
+    c = candles.select(lo=pl.col("ts_ms").min(), hi=pl.col("ts_ms").max(), top=pl.col("mint").max())
+    w = windows.select(
+        lo=pl.col("window_start_ts_ms").min() - 1,
+        hi=pl.col("window_end_ts_ms").max(),
+        top=pl.col("mint").max(),
     )
-    return out.select([pl.col(c).cast(t) for c, t in COVERAGE_SCHEMA.items()]).sort("alert_id")
+    lo, hi, top = pl.concat([c, w]).select(pl.min("lo"), pl.max("hi"), pl.max("top")).collect().row(0)
+    if lo is None or hi is None or top is None:
+        return None
+    if top >= 2**_MINT_BITS or hi - lo >= 2**_TIME_BITS:
+        return None
+    return int(lo)
+
+
+def _window_counts_packed(
+    candles: pl.LazyFrame, windows: pl.LazyFrame, slot: pl.Expr, base: int
+) -> pl.LazyFrame:
+    """As :func:`_window_counts_by_mint`, with as-of joins on one packed ``(mint, ts)`` key.
+
+    Counts are running totals over all rows (in ``(mint, ts)`` order) instead of per mint: the
+    coverage uses only their differences within one window of one mint, which are the same.
+    A backward lookup that finds no candle of the window's mint lands on the row just before
+    the mint's first one, whose running total is the mint's own zero; ``_first`` and ``_last``
+    are used only when the window holds a candle, so they are always the window's mint's.
+    """
+
+    def key(ts: pl.Expr) -> pl.Expr:
+        return pl.col("mint").cast(pl.Int64) * 2**_TIME_BITS + (ts - base)
+
+    mint = pl.col("mint")
+    ranked = candles.select(
+        _key=key(pl.col("ts_ms")),
+        _ts=pl.col("ts_ms"),
+        rank=pl.int_range(1, pl.len() + 1, dtype=pl.Int64),
+        srank=((slot != slot.shift(1)) | (mint != mint.shift(1))).fill_null(True).cast(pl.Int64).cum_sum(),
+    )
+
+    def lookup(frame: pl.LazyFrame, probe: pl.Expr, strategy: str, **found: str) -> pl.LazyFrame:
+        return (
+            frame.with_columns(_probe=probe)
+            .sort("_probe")
+            .join_asof(
+                ranked.select(_probe="_key", **found),
+                on="_probe",
+                strategy=strategy,  # type: ignore[arg-type]
+                check_sortedness=False,
+            )
+            .drop("_probe")
+        )
+
+    w = windows
+    for bound, name in (
+        ("window_start_ts_ms", "_n_start"),
+        ("anchor_ts_ms", "_n_anchor"),
+        ("window_end_ts_ms", "_n_end"),
+    ):
+        # candles with ts < bound: the running count at the last candle at or before bound - 1
+        w = lookup(w, key(pl.col(bound) - 1), "backward", **{name: "rank", name + "_slots": "srank"})
+        w = w.with_columns(pl.col(name).fill_null(0), pl.col(name + "_slots").fill_null(0))
+    w = lookup(w, key(pl.col("window_start_ts_ms")), "forward", _first="_ts")
+    return lookup(w, key(pl.col("window_end_ts_ms") - 1), "backward", _last="_ts")
 
 
 def coverage(

@@ -518,12 +518,13 @@ def test_api_export_frame_matches_cli(tmp_path, golden):
 def test_bucket_grouping_never_changes_the_files(tmp_path, monkeypatch):
     """Bucket groups bound memory only: one bucket per group gives the same bytes."""
     import lakeslice.export as export_mod
+    from lakeslice.sources.parquet import ParquetSource
 
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     src, al = _synthetic_inputs(tmp_path, mints=12, per_mint=1500, alerts=60)
     dirs = []
-    for name, rows in (("one", export_mod.GROUP_ROWS), ("many", 1)):
-        monkeypatch.setattr(export_mod, "GROUP_ROWS", rows)
+    for name, rows in (("one", 10**9), ("many", 1)):
+        monkeypatch.setattr(ParquetSource, "group_rows", rows)
         res = export_mod.export_run_slices(
             al,
             interval="1m",

@@ -359,8 +359,9 @@ def pty_transcript(args: list[str], env: dict) -> str:
 
 
 def expected_groups(mints: list[str], slots: int) -> int:
-    """Bucket groups of the export: buckets in order, a new group each GROUP_ROWS estimated rows."""
-    from lakeslice import export as export_mod
+    """Bucket groups of a Parquet export: buckets in order, a new group each ``group_rows``
+    estimated rows."""
+    from lakeslice.sources.parquet import ParquetSource
 
     per_bucket: dict[str, int] = {}
     for m in mints:
@@ -368,7 +369,7 @@ def expected_groups(mints: list[str], slots: int) -> int:
         per_bucket[b] = per_bucket.get(b, 0) + slots
     before, groups = 0, set()
     for b in sorted(per_bucket):
-        groups.add(before // export_mod.GROUP_ROWS)
+        groups.add(before // ParquetSource.group_rows)
         before += per_bucket[b]
     return len(groups)
 

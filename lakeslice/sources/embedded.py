@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import polars as pl
 import pyarrow as pa
@@ -28,6 +29,7 @@ from lakeslice.sources.sql import (
     PARAMS_TABLE,
     RANGES_STRUCTURE,
     RANGES_TABLE,
+    RequestData,
     SqlCandleSource,
     TableInfo,
     check_identifier,
@@ -40,7 +42,7 @@ __all__ = ["ChdbSource", "seed_chdb"]
 _ARROW_SETTINGS = " SETTINGS output_format_arrow_compression_method = 'none'"
 
 
-def _open_session(path: str | Path):
+def _open_session(path: str | Path) -> Any:
     from chdb import session
 
     Path(path).mkdir(parents=True, exist_ok=True)
@@ -54,7 +56,7 @@ def _arrow_bytes(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def _insert_arrow(sess, target: str, table: pa.Table) -> None:
+def _insert_arrow(sess: Any, target: str, table: pa.Table) -> None:
     """``INSERT INTO target`` from Arrow data (``target`` is fixed or validated text)."""
     if table.num_rows == 0:
         return
@@ -63,7 +65,7 @@ def _insert_arrow(sess, target: str, table: pa.Table) -> None:
     inserter.finish()
 
 
-def _stream_batches(stream) -> Iterator[pa.RecordBatch]:
+def _stream_batches(stream: Any) -> Iterator[pa.RecordBatch]:
     """The record batches of each Arrow chunk of a chdb streaming result, as they come."""
     while (chunk := stream.fetch()) is not None:
         data = chunk.bytes()
@@ -76,7 +78,7 @@ def _stream_batches(stream) -> Iterator[pa.RecordBatch]:
                 yield batch
 
 
-def _temp_table(sess, name: str, structure: list[tuple[str, str]]) -> None:
+def _temp_table(sess: Any, name: str, structure: list[tuple[str, str]]) -> None:
     cols = ", ".join(f"{c} {t}" for c, t in structure)
     sess.query(f"DROP TEMPORARY TABLE IF EXISTS {name}")
     sess.query(f"CREATE TEMPORARY TABLE {name} ({cols})")
@@ -131,7 +133,7 @@ class ChdbSource(SqlCandleSource):
             self._info = table_info(columns, self.where, version)
         return self._info
 
-    def _stream(self, sql: str, data) -> Iterator[pa.RecordBatch]:
+    def _stream(self, sql: str, data: RequestData) -> Iterator[pa.RecordBatch]:
         sess = self._sess()
         stream = None
         try:
@@ -158,7 +160,7 @@ class ChdbSource(SqlCandleSource):
     def __enter__(self) -> ChdbSource:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -204,7 +206,7 @@ def seed_chdb(
 
 
 def _seed_frame(rows: pl.DataFrame | pa.Table) -> pl.DataFrame:
-    frame = rows if isinstance(rows, pl.DataFrame) else pl.from_arrow(rows)
+    frame = rows if isinstance(rows, pl.DataFrame) else cast(pl.DataFrame, pl.from_arrow(rows))
     dtype, ts = frame.schema["timestamp"], pl.col("timestamp")
     if dtype.is_integer():
         ts = pl.from_epoch(ts, time_unit="s").dt.replace_time_zone("UTC")

@@ -6,7 +6,11 @@ import contextlib
 import datetime as dt
 import json
 import re
-from collections.abc import Iterator
+import shutil
+import tempfile
+import weakref
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -15,8 +19,9 @@ import pyarrow as pa
 from ..errors import InputError, RunError, one_line
 from ..lake import layout
 from ..spec import format_interval, parse_interval
-from ..transforms import mint_bucket, normalize_candles
+from ..transforms import OHLCV, mint_bucket, normalize_candles
 from .base import CANDLE_SCHEMA, HOLDINGS_SCHEMA, CandleRequest, SourceInfo
+from .sql import DICT_CANDLE_SCHEMA, _as_float64
 
 _HIVE_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=")
 _DAY_MS = 86_400_000
@@ -29,11 +34,18 @@ class ParquetSource:
     pruned by its ``date`` and ``mint_bucket`` partitions.
     """
 
+    #: Estimated candle rows per bucket group: the files are read once for all groups
+    #: (:meth:`prepare`), so small groups cost little and keep peak memory low.
+    group_rows = 200_000
+    #: Rows per batch from the streaming engine: bounds what a pass holds at once.
+    batch_rows = 65_536
+
     def __init__(self, path: str | Path, *, corpus: bool = False) -> None:
         self.path = Path(path)
         self.corpus = corpus
         self.label = "corpus:ohlcv" if corpus else f"parquet:{self.path.name}"
         self._store = None
+        self._spill: _Spill | None = None
         if corpus:
             from ..lake.store import open_store
 
@@ -45,7 +57,7 @@ class ParquetSource:
         return {"kind": kind, "host": None, "database": None, "table": self.path.name}
 
     def close(self) -> None:
-        pass
+        self._drop_spill()
 
     def _root(self, interval_s: int) -> Path:
         if not self.path.exists():
@@ -58,6 +70,7 @@ class ParquetSource:
         from ..transforms import SLICE_SCHEMA
 
         store = self._store
+        assert store is not None  # corpus sources have one
         text = format_interval(request.interval_s)
         available = list(corpus_days(store, request.chain, text))
         if not available:
@@ -142,9 +155,79 @@ class ParquetSource:
             )
 
     def fetch(self, request: CandleRequest) -> Iterator[pa.RecordBatch]:
+        """Stream the request's candles: from the one-pass spill when :meth:`prepare` read it,
+        else straight from the files, batch by batch. For a window request ``mint`` arrives
+        dictionary-encoded over the request's sorted mints (as from the SQL sources)."""
+        spilled = self._take_spill(request)
+        mints = _request_mints(request.ranges)
         with self._reading(request.interval_s):
-            table = self._fetch_table(request)
-        yield from table.cast(CANDLE_SCHEMA).to_batches()
+            if spilled is None:
+                for frame in self._candles(request).collect_batches(
+                    maintain_order=False, chunk_size=self.batch_rows
+                ):
+                    yield from self._as_candles(frame, mints).to_batches()
+                return
+            try:
+                if spilled.exists():  # no file: the group has no row
+                    with pa.OSFile(str(spilled)) as source:
+                        yield from pa.ipc.open_stream(source)
+            finally:
+                spilled.unlink(missing_ok=True)
+
+    def prepare(self, requests: Sequence[CandleRequest]) -> None:
+        """Read the files once for all ``requests`` (the bucket groups of one export, fetched
+        next) and split the rows that matter by request into spill files.
+
+        Bucket groups are sets of hashed mints, so every group touches nearly every row group of
+        a file sorted by mint: reading per group would decode the whole file once per group.
+        One streaming pass decodes it once; each :meth:`fetch` of a prepared request then reads
+        its own rows back, and memory stays bounded by a batch and a group.
+        """
+        self._drop_spill()
+        if (
+            len(requests) < 2
+            or any(r.ranges is None for r in requests)
+            or len({(r.chain, r.interval_s) for r in requests}) != 1
+        ):
+            return
+        first = requests[0]
+        ranges = [r.ranges for r in requests if r.ranges is not None]
+        tagged = pl.concat(
+            [
+                r.select("mint", "start_ms", "end_ms").with_columns(_request=pl.lit(i, pl.UInt32))
+                for i, r in enumerate(ranges)
+            ]
+        )
+        mints = [_request_mints(r) for r in ranges]
+        spill = Path(tempfile.mkdtemp(prefix="lakeslice-spill-"))
+        # removed by close(), or when the source is collected or the interpreter exits
+        self._spill = _Spill(spill, list(ranges), weakref.finalize(self, shutil.rmtree, spill, True))
+        writers: dict[Path, pa.ipc.RecordBatchStreamWriter] = {}
+        try:
+            with self._reading(first.interval_s):
+                query = self._candles(CandleRequest(first.chain, first.interval_s, tagged))
+                for frame in query.collect_batches(maintain_order=False, chunk_size=self.batch_rows):
+                    parts = frame.partition_by("_request", as_dict=True, include_key=False)
+                    for (tag,), part in parts.items():
+                        rows = self._as_candles(part, mints[int(tag)])
+                        _spill_part(rows, spill / f"{tag}.arrow", writers)
+        except BaseException:
+            self._drop_spill()
+            raise
+        finally:
+            for writer in writers.values():
+                writer.close()
+
+    def _take_spill(self, request: CandleRequest) -> Path | None:
+        """The spill file of a prepared request (each is read once), or None."""
+        if self._spill is None or request.ranges is None:
+            return None
+        return self._spill.take(request.ranges)
+
+    def _drop_spill(self) -> None:
+        if self._spill is not None:
+            self._spill.remove()
+            self._spill = None
 
     def _pruned(self, request: CandleRequest) -> pl.LazyFrame:
         if self.corpus:
@@ -152,29 +235,98 @@ class ParquetSource:
         lf, keys = self.scan(request.interval_s)
         return _prune(lf, keys, request)
 
-    def _fetch_table(self, request: CandleRequest) -> pa.Table:
+    def _candles(self, request: CandleRequest) -> pl.LazyFrame:
+        """The request's candles in CANDLE_SCHEMA columns; for a window request ``_mint_id``
+        (the mint's position among the request's sorted mints, per ``_request`` when the ranges
+        carry that tag) in place of ``mint``. Integer price/volume columns also come raw, as
+        ``_raw_<name>``, for the exactness check."""
         lf = self._pruned(request)
-        candles = normalize_candles(lf, chain=request.chain, interval_s=request.interval_s)
-        if request.ranges is not None:
-            ranges = request.ranges.lazy()
-            candles = candles.filter(pl.col("mint").is_in(request.ranges["mint"].unique().implode()))
-            candles = candles.join(ranges, on="mint").filter(
-                (pl.col("ts_ms") >= pl.col("start_ms")) & (pl.col("ts_ms") < pl.col("end_ms"))
-            )
+        names = lf.collect_schema()
+        wide = [c for c in OHLCV if c in names and names[c].is_integer()]
+        lf = lf.with_columns(pl.col(c).alias(f"_raw_{c}") for c in wide)
+        raw = [f"_raw_{c}" for c in wide]
+        candles = normalize_candles(lf, chain=request.chain, interval_s=request.interval_s, keep=raw)
+        if request.ranges is None:
+            in_range = (pl.col("ts_ms") >= request.start_ms) & (pl.col("ts_ms") < request.end_ms)
+            return candles.filter(in_range).select(*CANDLE_SCHEMA.names, *raw)
+        tag = [c for c in request.ranges.columns if c == "_request"]
+        rank = pl.col("mint").rank("dense")
+        # computed here, not in the query: a window expression would keep the engine from
+        # streaming the scan
+        ranges = request.ranges.with_columns(
+            _mint_id=((rank.over(tag) if tag else rank) - 1).cast(pl.Int32)
+        ).lazy()
+        candles = candles.filter(pl.col("mint").is_in(request.ranges["mint"].unique().implode()))
+        candles = candles.join(ranges, on="mint").filter(
+            (pl.col("ts_ms") >= pl.col("start_ms")) & (pl.col("ts_ms") < pl.col("end_ms"))
+        )
+        return candles.select("_mint_id", *CANDLE_SCHEMA.names[1:], *raw, *tag)
+
+    def _as_candles(self, frame: pl.DataFrame, mints: pa.Array | None) -> pa.Table:
+        """Rows of :meth:`_candles` in CANDLE_SCHEMA (``mint`` over the dictionary ``mints``
+        for a window request).
+
+        An integer price or volume must fit Float64 exactly: the same check (and the same one
+        line, naming the file and column) as the SQL sources.
+        """
+        where = str(self._store.root if self._store is not None else self.path)
+        table = frame.to_arrow()
+        if mints is None:
+            schema, columns = CANDLE_SCHEMA, [table.column("mint").cast(pa.string())]
         else:
-            candles = candles.filter(
-                (pl.col("ts_ms") >= request.start_ms) & (pl.col("ts_ms") < request.end_ms)
-            )
-        return candles.select(CANDLE_SCHEMA.names).collect().to_arrow()
+            schema = DICT_CANDLE_SCHEMA
+            ids = table.column("_mint_id").cast(pa.int32())
+            columns = [
+                pa.chunked_array(
+                    [pa.DictionaryArray.from_arrays(c, mints) for c in ids.chunks], schema[0].type
+                )
+            ]
+        for field in list(CANDLE_SCHEMA)[1:]:
+            if f"_raw_{field.name}" in table.column_names:
+                columns.append(_as_float64(table.column(f"_raw_{field.name}"), field.name, where))
+            else:
+                columns.append(table.column(field.name).cast(field.type))
+        return pa.table(columns, schema=schema)
 
     @contextlib.contextmanager
-    def _reading(self, interval_s: int):
+    def _reading(self, interval_s: int) -> Iterator[None]:
         """Turn a corrupt or foreign file into one line naming the source."""
         try:
             yield
         except (pl.exceptions.PolarsError, OSError) as exc:
             where = self._store.root if self._store is not None else self.path
             raise RunError(f"{where}: cannot read candles ({one_line(exc)})") from exc
+
+
+@dataclass
+class _Spill:
+    """The spill files of prepared requests: ``dir/<i>.arrow`` holds the rows of ``ranges[i]``."""
+
+    dir: Path
+    ranges: list[pl.DataFrame | None]
+    remove: weakref.finalize
+
+    def take(self, ranges: pl.DataFrame) -> Path | None:
+        """The file of the prepared request with these ranges; it is handed out once."""
+        for i, prepared in enumerate(self.ranges):
+            if prepared is not None and prepared.height == ranges.height and prepared.equals(ranges):
+                self.ranges[i] = None
+                return self.dir / f"{i}.arrow"
+        return None
+
+
+def _request_mints(ranges: pl.DataFrame | None) -> pa.Array | None:
+    """The dictionary of a window request's ``mint``: its sorted distinct mints (position = id)."""
+    if ranges is None:
+        return None
+    return ranges["mint"].cast(pl.String).unique().sort().to_arrow().cast(pa.string())
+
+
+def _spill_part(rows: pa.Table, path: Path, writers: dict[Path, pa.ipc.RecordBatchStreamWriter]) -> None:
+    """Append ``rows`` to the spill file at ``path`` (opened on its first rows)."""
+    if path not in writers:
+        writers[path] = pa.ipc.new_stream(str(path), rows.schema)
+    writers[path].write_table(rows)
 
 
 def _hidden(path: Path, root: Path) -> bool:
@@ -184,7 +336,7 @@ def _hidden(path: Path, root: Path) -> bool:
 def _prune(lf: pl.LazyFrame, keys: set[str], request: CandleRequest) -> pl.LazyFrame:
     """Partition pruning on corpus-style trees: only the buckets and days asked for."""
     if request.ranges is None:
-        if "date" in keys:
+        if "date" in keys and request.start_ms is not None and request.end_ms is not None:
             lo, hi = _day(request.start_ms), _day(request.end_ms - 1)
             lf = lf.filter(pl.col("date").is_between(pl.lit(lo), pl.lit(hi)))
         return lf
