@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.install-stamp
 DATA    ?= data
 LOCK    := requirements.lock
 
-.PHONY: install lock clickhouse chromium test test-fast demo bench lint clean
+.PHONY: install lock clickhouse chromium test test-fast demo bench bench-data lint clean
 
 install: $(STAMP)
 
@@ -50,8 +50,14 @@ demo: install
 	$(BIN)/lakeslice show $(DATA)/lake/runs/run_id=demo
 	@echo "The lakeslice command is $(BIN)/lakeslice (or: . $(BIN)/activate, then lakeslice --help)."
 
+# Scale 1 (every contender) and scale 10 (the lakeslice paths); the data of both scales is
+# generated and loaded once, untimed, cached under benchmarks/data/ (`make bench-data` alone).
 bench: install clickhouse
 	$(BIN)/python -m benchmarks.run
+
+bench-data: install clickhouse
+	$(BIN)/python -m benchmarks.dataset prepare 1
+	$(BIN)/python -m benchmarks.dataset prepare 10
 
 lint: install
 	$(BIN)/ruff check .

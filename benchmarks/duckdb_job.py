@@ -11,9 +11,10 @@ Prints one JSON line: ``{"rows": slice rows, "alerts": coverage rows}``.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
+
+from benchmarks.jobargs import job_args
 
 SQL_WINDOWS = """
 CREATE TEMP TABLE w AS
@@ -77,15 +78,7 @@ COPY (
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("candles")
-    ap.add_argument("alerts")
-    ap.add_argument("out")
-    ap.add_argument("--interval-s", type=int, default=60)
-    ap.add_argument("--pre", type=int, default=52)
-    ap.add_argument("--post", type=int, default=1000)
-    ap.add_argument("--chain", default="solana")
-    args = ap.parse_args()
+    args = job_args("candles", "alerts", "out")
 
     import duckdb
 

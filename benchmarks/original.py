@@ -15,23 +15,15 @@ Prints one JSON line: ``{"rows", "fetched", "alerts"}``.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 from pathlib import Path
 
+from benchmarks.jobargs import job_args
+
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("host")
-    ap.add_argument("port", type=int)
-    ap.add_argument("alerts")
-    ap.add_argument("out")
-    ap.add_argument("--interval-s", type=int, default=60)
-    ap.add_argument("--pre", type=int, default=52)
-    ap.add_argument("--post", type=int, default=1000)
-    ap.add_argument("--chain", default="solana")
-    args = ap.parse_args()
+    args = job_args("host", "port", "alerts", "out", ints=("port",))
 
     import duckdb
     import pyarrow.parquet as pq

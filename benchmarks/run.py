@@ -1,13 +1,14 @@
 """``make bench``: lakeslice side by side with the tools a user would pick instead.
 
-    python -m benchmarks.run [--scale 1] [--repeats 3] [--only NAME,...] [--all] [--profile]
+    python -m benchmarks.run [--scale 1] [--big-scale 10] [--repeats 3] [--only NAME,...] [--all]
 
-Environment: ``BENCH_SCALE`` (default 1), ``BENCH_REPEATS`` (default 3),
-``BENCH_SLOW_REPEATS`` (repeats of the slow single-shot contenders, default 1).
+Environment: ``BENCH_SCALE`` (default 1), ``BENCH_BIG_SCALE`` (default 10 with the whole scale-1
+set, 0 skips it), ``BENCH_REPEATS`` (default 3), ``BENCH_SLOW_REPEATS`` (repeats of the slow
+single-shot contenders, default 1), ``BENCH_BIG_REPEATS`` (default 1), ``BENCH_ONLY``.
 
-Every contender is a whole process (``subprocess`` + ``os.wait4``: wall time and the child's
-peak RSS); contenders are interleaved A B C … A B C … and the median wall time is reported.
-See benchmarks/README.md.
+Every contender is a whole process, forked by a small launcher process (``launcher.py``: wall
+time, CPU time and the child's own peak RSS from ``os.wait4``); contenders are interleaved
+A B C … A B C … and medians are reported. See benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks import dataset as dsmod
+from benchmarks import report
 from benchmarks.dask_cluster import DaskCluster, dask_overheads
 from benchmarks.dataset import DATA, HERE, ROOT, log
 
@@ -35,13 +37,17 @@ RESULTS = HERE / "results"
 OUT = DATA / "out"
 PY = sys.executable
 LAKESLICE = str(Path(sys.executable).with_name("lakeslice"))
-MiB = 1024 * 1024
+CPUS = os.cpu_count() or 1
 
-# Targets of issue 6.
-TARGET_CH_VS_FLOOR = 1.3
-TARGET_PARQUET_VS_DUCKDB = 0.33
-TARGET_RSS_MIB = 512
-TARGET_RSS_GROWTH_X10 = 1.5
+#: The lakeslice contenders run again at the big scale (growth of memory and time).
+BIG_CONTENDERS = ("ls-clickhouse", "ls-parquet", "ls-chdb")
+#: Start-up rows: lakeslice commands that do no work; at least this many runs each.
+STARTUP = {
+    "start-version": ["--version"],
+    "start-help": ["--help"],
+    "start-export-help": ["export", "--help"],
+}
+STARTUP_REPEATS = 7
 
 
 @dataclass
@@ -71,37 +77,60 @@ class Contender:
         return OUT / self.name
 
 
-def run_process(c: Contender) -> Run:
-    """One whole-process run: wall time from fork to reap, peak RSS from ``os.wait4``."""
+class Launcher:
+    """The launcher process (``launcher.py``): forks every contender, reports ``wait4``."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [PY, "-S", "-I", str(HERE / "launcher.py")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+
+    def run(self, argv: list[str], *, env: dict, stdout: Path, stderr: Path) -> dict:
+        """Run ``argv`` to its end: ``{"wall_s", "maxrss_kib", "cpu_s", "exit"}``."""
+        assert self.proc.stdin and self.proc.stdout
+        req = {"argv": argv, "env": env, "cwd": str(ROOT), "stdout": str(stdout), "stderr": str(stderr)}
+        self.proc.stdin.write(json.dumps(req) + "\n")
+        self.proc.stdin.flush()
+        pid = json.loads(self.proc.stdout.readline())["pid"]
+        try:
+            return json.loads(self.proc.stdout.readline())
+        except BaseException:
+            os.kill(pid, signal.SIGKILL)  # interrupted: the contender must not outlive the bench
+            raise
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def run_process(c: Contender, launcher: Launcher) -> Run:
+    """One whole-process run: wall time from fork to reap, CPU and peak RSS from ``os.wait4``."""
     shutil.rmtree(c.out, ignore_errors=True)
     c.out.mkdir(parents=True)
     stdout_path = c.out / (c.stdout_to_file or "_stdout.txt")
     stderr_path = OUT / f"{c.name}.stderr.txt"
-    env = {**os.environ, **(c.env or {})}
     load_before = os.getloadavg()[0]
-    with open(stdout_path, "wb") as so, open(stderr_path, "wb") as se:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(c.argv, stdout=so, stderr=se, stdin=subprocess.DEVNULL, cwd=ROOT, env=env)
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
+    done = launcher.run(c.argv, env={**os.environ, **(c.env or {})}, stdout=stdout_path, stderr=stderr_path)
+    load_after = os.getloadavg()[0]
+    if done["exit"] != 0:
         tail = stderr_path.read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"{c.name} exited {proc.returncode}: {' '.join(c.argv)}\n{tail}")
+        raise RuntimeError(f"{c.name} exited {done['exit']}: {' '.join(c.argv)}\n{tail}")
     text = "" if c.stdout_to_file else stdout_path.read_text()
     info = c.parse(text)
     size = info.get("bytes") or sum(
         p.stat().st_size for p in c.out.rglob("*") if p.is_file() and p.name != "_stdout.txt"
     )
-    rss = usage.ru_maxrss / 1024  # KiB on Linux
     extra = {k: v for k, v in info.items() if k not in ("rows", "bytes")}
-    extra["loadavg_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
-    return Run(wall, rss, usage.ru_utime + usage.ru_stime, info.get("rows"), size, extra)
+    extra["loadavg_1m"] = [round(load_before, 2), round(load_after, 2)]
+    return Run(done["wall_s"], done["maxrss_kib"] / 1024, done["cpu_s"], info.get("rows"), size, extra)
 
 
 def _json_last_line(text: str) -> dict:
@@ -183,7 +212,14 @@ def ch_client_argv(server, sql: str, externals: list[tuple[Path, str, str]]) -> 
     return argv
 
 
-def build(ds, server, repeats: int, slow_repeats: int, s3=None, dask_url: str = "") -> list[Contender]:
+def build(
+    ds, server, wanted: Callable[[str], bool], *, repeats: int, slow_repeats: int, s3=None, dask_url: str = ""
+) -> list[Contender]:
+    """The contenders of ``ds`` whose names are ``wanted``, in round order.
+
+    Built lazily: the floor's inputs (the expected slices) are computed only when a floor
+    contender is wanted.
+    """
     from lakeslice.sources.sql import PARAMS_STRUCTURE, RANGES_STRUCTURE
 
     def ls(name, what, alerts, source, reps=repeats, extra=()):
@@ -209,124 +245,106 @@ def build(ds, server, repeats: int, slow_repeats: int, s3=None, dask_url: str = 
         ]
         return c
 
+    def job(name, what, module, inputs, reps=repeats, windows=True):
+        """``python -m benchmarks.MODULE *inputs OUT [--interval-s --pre --post]`` (one JSON line)."""
+        c = Contender(name, what, [], _json_last_line, reps)
+        opts = ["--interval-s", str(dsmod.INTERVAL_S), "--pre", str(dsmod.PRE), "--post", str(dsmod.POST)]
+        c.argv = [PY, "-m", f"benchmarks.{module}", *map(str, inputs), str(c.out), *(opts if windows else [])]
+        return c
+
+    def startup(name, args):
+        c = Contender(name, f"lakeslice {' '.join(args)}", [LAKESLICE, *args], lambda _t: {}, 0)
+        c.repeats = max(STARTUP_REPEATS, repeats)
+        return c
+
+    def floor_fetch(name, reps, own):
+        raw_sql, own_sql, ranges_ids, params = floor_inputs(ds)
+        struct = lambda cols: ", ".join(f"{n} {t}" for n, t in cols)  # noqa: E731
+        if own:
+            sql, ext = (
+                own_sql,
+                [
+                    (ranges_ids, "_lakeslice_ranges", struct(RANGES_STRUCTURE)),
+                    (params, "_lakeslice_params", struct(PARAMS_STRUCTURE)),
+                ],
+            )
+            what = "clickhouse-client --format Native: lakeslice's own query (mint_id)"
+        else:
+            ranges = "token_address String, start_ms Int64, end_ms Int64"
+            sql, ext = raw_sql, [(ds.ranges_tsv, "_lakeslice_ranges", ranges)]
+            what = "clickhouse-client --format Native: the slice rows (mint string per row)"
+        return Contender(
+            name,
+            what,
+            ch_client_argv(server, sql, ext),
+            lambda _t: {},
+            reps,
+            stdout_to_file="rows.native",
+            count=(sql, ext),
+        )
+
     ch_url = server.url("default")
     pq_url = f"parquet://{ds.candles}"
-    raw_sql, own_sql, ranges_ids, params = floor_inputs(ds)
-    struct = lambda cols: ", ".join(f"{n} {t}" for n, t in cols)  # noqa: E731
-    raw_ext = [(ds.ranges_tsv, "_lakeslice_ranges", "token_address String, start_ms Int64, end_ms Int64")]
-    own_ext = [
-        (ranges_ids, "_lakeslice_ranges", struct(RANGES_STRUCTURE)),
-        (params, "_lakeslice_params", struct(PARAMS_STRUCTURE)),
-    ]
-    floor_write = Contender(
-        "floor-write",
-        "Polars write_parquet(partition_by=mint_bucket) of the slice rows in memory",
-        [PY, "-m", "benchmarks.floor_write", str(ds.slices), ""],
-        _json_last_line,
-        repeats,
-    )
-    floor_write.argv[4] = str(floor_write.out)
-    duck = Contender(
-        "duckdb",
-        "DuckDB: windows, semi join, dedup, coverage, COPY PARTITION_BY, from Parquet",
-        [
-            PY,
-            "-m",
-            "benchmarks.duckdb_job",
-            str(ds.candles),
-            str(ds.alerts),
-            "",
-            "--interval-s",
-            str(dsmod.INTERVAL_S),
-            "--pre",
-            str(dsmod.PRE),
-            "--post",
-            str(dsmod.POST),
-        ],
-        _json_last_line,
-        repeats,
-    )
-    duck.argv[5] = str(duck.out)
-    original = Contender(
-        "original-subset",
-        f"the original algorithm, {dsmod.SUBSET_ALERTS} alerts, from the server",
-        [
-            PY,
-            "-m",
-            "benchmarks.original",
-            server.host,
-            str(server.port),
-            str(ds.alerts_subset),
-            "",
-            "--interval-s",
-            str(dsmod.INTERVAL_S),
-            "--pre",
-            str(dsmod.PRE),
-            "--post",
-            str(dsmod.POST),
-        ],
-        _json_last_line,
-        slow_repeats,
-    )
-    original.argv[6] = str(original.out)
-    return [
-        ls("ls-clickhouse", "lakeslice export --source clickhouse://", ds.alerts, ch_url),
-        ls(
+    makers: dict[str, Callable[[], Contender]] = {
+        **{name: (lambda n=name, a=args: startup(n, a)) for name, args in STARTUP.items()},
+        "ls-clickhouse": lambda: ls(
+            "ls-clickhouse", "lakeslice export --source clickhouse://", ds.alerts, ch_url
+        ),
+        "ls-dask": lambda: ls(
             "ls-dask",
             "ls-clickhouse with --executor dask:// (2 worker processes, 1 thread each)",
             ds.alerts,
             ch_url,
             extra=("--executor", dask_url),
         ),
-        Contender(
-            "floor-fetch",
-            "clickhouse-client --format Native: the slice rows (mint string per row)",
-            ch_client_argv(server, raw_sql, raw_ext),
-            lambda _t: {},
-            repeats,
-            stdout_to_file="rows.native",
-            count=(raw_sql, raw_ext),
+        "floor-fetch": lambda: floor_fetch("floor-fetch", repeats, own=False),
+        "floor-write": lambda: job(
+            "floor-write",
+            "Polars write_parquet(partition_by=mint_bucket) of the slice rows in memory",
+            "floor_write",
+            [ds.slices],
+            windows=False,
         ),
-        floor_write,
-        Contender(
-            "floor-fetch-ids",
-            "clickhouse-client --format Native: lakeslice's own query (mint_id)",
-            ch_client_argv(server, own_sql, own_ext),
-            lambda _t: {},
-            slow_repeats,
-            stdout_to_file="rows.native",
-            count=(own_sql, own_ext),
+        "floor-fetch-ids": lambda: floor_fetch("floor-fetch-ids", slow_repeats, own=True),
+        "ls-chdb": lambda: ls(
+            "ls-chdb", "lakeslice export --source chdb://", ds.alerts, f"chdb://{ds.chdb}", slow_repeats
         ),
-        ls("ls-chdb", "lakeslice export --source chdb://", ds.alerts, f"chdb://{ds.chdb}", slow_repeats),
-        ls("ls-parquet", "lakeslice export --source parquet://", ds.alerts, pq_url),
-        *(
-            [
-                s3_contender(
-                    ls("ls-parquet-s3", "ls-parquet into --data-root s3:// (SeaweedFS)", ds.alerts, pq_url),
-                    s3,
-                )
-            ]
-            if s3
-            else []
+        "ls-parquet": lambda: ls("ls-parquet", "lakeslice export --source parquet://", ds.alerts, pq_url),
+        "ls-parquet-s3": lambda: s3_contender(
+            ls("ls-parquet-s3", "ls-parquet into --data-root s3:// (SeaweedFS)", ds.alerts, pq_url), s3
         ),
-        duck,
-        ls(
+        "duckdb": lambda: job(
+            "duckdb",
+            "DuckDB: windows, semi join, dedup, coverage, COPY PARTITION_BY, from Parquet",
+            "duckdb_job",
+            [ds.candles, ds.alerts],
+        ),
+        "ls-clickhouse-x10": lambda: ls(
             "ls-clickhouse-x10",
             "lakeslice, clickhouse://, 10x the alerts",
             ds.alerts_x10,
             ch_url,
             slow_repeats,
         ),
-        ls("ls-parquet-x10", "lakeslice, parquet://, 10x the alerts", ds.alerts_x10, pq_url, slow_repeats),
-        ls(
+        "ls-parquet-x10": lambda: ls(
+            "ls-parquet-x10", "lakeslice, parquet://, 10x the alerts", ds.alerts_x10, pq_url, slow_repeats
+        ),
+        "ls-subset": lambda: ls(
             "ls-subset",
             f"lakeslice, clickhouse://, the same {dsmod.SUBSET_ALERTS} alerts",
             ds.alerts_subset,
             ch_url,
             slow_repeats,
         ),
-        original,
-    ]
+        "original-subset": lambda: job(
+            "original-subset",
+            f"the original algorithm, {dsmod.SUBSET_ALERTS} alerts, from the server",
+            "original",
+            [server.host, server.port, ds.alerts_subset],
+            slow_repeats,
+        ),
+    }
+    return [make() for name, make in makers.items() if wanted(name) and (s3 or name != "ls-parquet-s3")]
 
 
 def count_rows(server, sql: str, ext_files: list[tuple[Path, str, str]]) -> int:
@@ -380,98 +398,73 @@ def summarize(c: Contender) -> dict:
     }
 
 
-def ratios_and_targets(res: dict) -> tuple[dict, list[dict]]:
-    def wall(name):
-        return res[name]["median_wall_s"] if name in res else None
+def ratios(res: dict) -> dict:
+    """The floor and the ratios lakeslice / peer of one scale's results."""
 
-    floor = None
+    def wall(name):
+        return res[name]["median_wall_s"]
+
+    out: dict = {}
     if "floor-fetch" in res and "floor-write" in res:
         fw = statistics.median(r["extra"]["write_s"] for r in res["floor-write"]["runs"])
-        floor = {"fetch_s": wall("floor-fetch"), "write_s": fw, "total_s": wall("floor-fetch") + fw}
-    ratios = {}
-    if floor and "ls-clickhouse" in res:
-        ratios["ls-clickhouse / floor"] = wall("ls-clickhouse") / floor["total_s"]
-    if floor and "ls-chdb" in res:
-        ratios["ls-chdb / floor"] = wall("ls-chdb") / floor["total_s"]
-    if "ls-parquet" in res and "duckdb" in res:
-        ratios["ls-parquet / duckdb"] = wall("ls-parquet") / wall("duckdb")
-    if "ls-parquet" in res and "ls-parquet-s3" in res:
-        ratios["ls-parquet-s3 / ls-parquet"] = wall("ls-parquet-s3") / wall("ls-parquet")
-    if "ls-clickhouse" in res and "duckdb" in res:
-        ratios["ls-clickhouse / duckdb"] = wall("ls-clickhouse") / wall("duckdb")
-    if "ls-subset" in res and "original-subset" in res:
-        ratios["ls-subset / original-subset"] = wall("ls-subset") / wall("original-subset")
+        out["floor"] = {"fetch_s": wall("floor-fetch"), "write_s": fw, "total_s": wall("floor-fetch") + fw}
+    pairs = [
+        ("ls-clickhouse", "floor"),
+        ("ls-chdb", "floor"),
+        ("ls-parquet", "duckdb"),
+        ("ls-parquet-s3", "ls-parquet"),
+        ("ls-clickhouse", "duckdb"),
+        ("ls-subset", "original-subset"),
+    ]
+    for a, b in pairs:
+        if a in res and (b in res or b in out):
+            out[f"{a} / {b}"] = wall(a) / (out[b]["total_s"] if b == "floor" else wall(b))
     for src in ("clickhouse", "parquet"):
         a, b = f"ls-{src}", f"ls-{src}-x10"
         if a in res and b in res:
-            ratios[f"rss {b} / {a}"] = res[b]["peak_rss_mib"] / res[a]["peak_rss_mib"]
-            ratios[f"wall {b} / {a}"] = wall(b) / wall(a)
+            out[f"rss {b} / {a}"] = res[b]["peak_rss_mib"] / res[a]["peak_rss_mib"]
+            out[f"wall {b} / {a}"] = wall(b) / wall(a)
     if "ls-parquet" in res and "duckdb" in res:
-        ratios["rss ls-parquet / duckdb"] = res["ls-parquet"]["peak_rss_mib"] / res["duckdb"]["peak_rss_mib"]
+        out["rss ls-parquet / duckdb"] = res["ls-parquet"]["peak_rss_mib"] / res["duckdb"]["peak_rss_mib"]
+    return out
 
-    targets = []
 
-    def target(name, value, limit):
+def growth(res: dict, big: dict) -> dict:
+    """Per contender run at both scales: peak RSS and wall time, big scale / main scale."""
+    return {
+        name: {
+            "rss": big[name]["peak_rss_mib"] / res[name]["peak_rss_mib"],
+            "wall": big[name]["median_wall_s"] / res[name]["median_wall_s"],
+            "cpu": big[name]["median_cpu_s"] / res[name]["median_cpu_s"],
+        }
+        for name in big
+        if name in res
+    }
+
+
+def targets(res: dict, rat: dict, grow: dict, scale_factor: float) -> list[dict]:
+    """Issue 13's targets, each with its value and ok/MISS (absent rows are left out)."""
+    out: list[dict] = []
+
+    def target(name, value, limit, goal=None):
         if value is not None:
-            targets.append({"target": name, "value": value, "limit": limit, "ok": value <= limit})
+            out.append({"target": name, "value": value, "limit": limit, "goal": goal, "ok": value <= limit})
 
-    target("ls-clickhouse / floor <= 1.3", ratios.get("ls-clickhouse / floor"), TARGET_CH_VS_FLOOR)
-    target("ls-parquet / duckdb <= 0.33", ratios.get("ls-parquet / duckdb"), TARGET_PARQUET_VS_DUCKDB)
+    target("ls-clickhouse / floor", rat.get("ls-clickhouse / floor"), 1.3, 1.0)
+    target("ls-parquet / duckdb", rat.get("ls-parquet / duckdb"), 0.6, 0.33)
     for name in ("ls-clickhouse", "ls-chdb", "ls-parquet"):
         if name in res:
-            target(f"{name} peak RSS <= 512 MiB", res[name]["peak_rss_mib"], TARGET_RSS_MIB)
+            target(f"{name} peak RSS MiB", res[name]["peak_rss_mib"], 512, 256)
     for src in ("clickhouse", "parquet"):
         key = f"rss ls-{src}-x10 / ls-{src}"
-        target(f"{key} < 1.5", ratios.get(key), TARGET_RSS_GROWTH_X10)
-    return {"floor": floor, **ratios}, targets
-
-
-def print_report(meta: dict, res: dict, ratios: dict, targets: list[dict]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    con = Console(highlight=False, width=max(shutil.get_terminal_size((140, 24)).columns, 140))
-    t = Table(
-        title=f"lakeslice benchmarks, scale {meta['scale']:g} "
-        f"({meta['data']['candles']:,} candles, {meta['data']['alerts']:,} alerts, "
-        f"{dsmod.WINDOW})"
-    )
-    for col in (
-        "contender",
-        "runs",
-        "median wall s",
-        "cpu s",
-        "rows",
-        "rows/s",
-        "MB written",
-        "MB/s",
-        "peak RSS MiB",
-    ):
-        t.add_column(col, justify="left" if col == "contender" else "right")
-    for name, r in res.items():
-        t.add_row(
-            name,
-            str(len(r["runs"])),
-            f"{r['median_wall_s']:.2f}",
-            f"{r['median_cpu_s']:.2f}",
-            f"{r['rows']:,}" if r["rows"] else "-",
-            f"{r['rows_per_s']:,.0f}" if r["rows_per_s"] else "-",
-            f"{r['bytes'] / 1e6:.1f}",
-            f"{r['mb_per_s']:.1f}",
-            f"{r['peak_rss_mib']:.0f}",
-        )
-    con.print(t)
-    floor = ratios.get("floor")
-    if floor:
-        con.print(
-            f"floor = fetch {floor['fetch_s']:.2f}s + write {floor['write_s']:.2f}s = {floor['total_s']:.2f}s"
-        )
-    for k, v in ratios.items():
-        if k != "floor":
-            con.print(f"  {k:32s} {v:6.2f}")
-    for tg in targets:
-        mark = "[green]ok  [/]" if tg["ok"] else "[red]MISS[/]"
-        con.print(f"  {mark} {tg['target']:40s} {tg['value']:.2f}")
+        target(f"{key} (10x alerts)", rat.get(key), 1.5)
+    for name, g in grow.items():
+        target(f"{name} peak RSS, scale x{scale_factor:g} / x1", g["rss"], 1.2)
+        target(f"{name} wall, scale x{scale_factor:g} / x1", g["wall"], scale_factor)
+    for name in STARTUP:
+        if name in res:
+            target(f"{name} wall s", res[name]["median_wall_s"], 0.3)
+    return out
 
 
 def versions() -> dict:
@@ -566,75 +559,79 @@ def top_frames(raw: Path, n: int = 15) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _terminate(signum, frame):
-    raise SystemExit(128 + signum)
+def importtime(args: list[str], n: int = 12) -> dict:
+    """``python -X importtime lakeslice ARGS`` (once, untimed): the heaviest imports.
+
+    ``top_cumulative`` counts a module with what it imports; ``top_self`` alone; microseconds.
+    """
+    proc = subprocess.run(
+        [PY, "-X", "importtime", LAKESLICE, *args], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    rows = []
+    for line in proc.stderr.splitlines():
+        parts = line.removeprefix("import time:").split("|")
+        if len(parts) == 3 and parts[0].strip().isdigit():
+            rows.append((parts[2].rstrip(), int(parts[0]), int(parts[1])))
+
+    def top(col: int) -> list:
+        return [[r[0].strip(), r[col]] for r in sorted(rows, key=lambda r: -r[col])[:n]]
+
+    return {
+        "total_us": sum(r[1] for r in rows),
+        "modules": len(rows),
+        "top_cumulative": top(2),
+        "top_self": top(1),
+    }
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m benchmarks.run",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    ap.add_argument("--scale", type=float, default=float(os.environ.get("BENCH_SCALE", "1")))
-    ap.add_argument("--repeats", type=int, default=int(os.environ.get("BENCH_REPEATS", "3")))
-    ap.add_argument(
-        "--slow-repeats",
-        type=int,
-        default=int(os.environ.get("BENCH_SLOW_REPEATS", "1")),
-        help="repeats of original-subset and the x10 variants (default 1)",
-    )
-    ap.add_argument(
-        "--only", default=os.environ.get("BENCH_ONLY", ""), help="comma-separated contender names"
-    )
-    ap.add_argument("--profile", action="store_true", help="also record py-spy profiles")
-    ap.add_argument(
-        "--all",
-        action="store_true",
-        default=os.environ.get("BENCH_ALL") == "1",
-        help="also ls-parquet-x10 (BENCH_ALL=1)",
-    )
-    args = ap.parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)  # so the server is stopped on kill
-    load = os.getloadavg()[0]
-    if load > (os.cpu_count() or 1) * 0.5:
-        log(f"warning: load average {load:.1f} on {os.cpu_count()} CPUs: timings will be noisy")
+def run_rounds(contenders: list[Contender], launcher: Launcher, floor_rows: dict, scale: float) -> None:
+    """Round r runs every contender that has more than r repeats: A B C … A B C …"""
+    rounds = max(c.repeats for c in contenders)
+    for r in range(rounds):
+        for c in contenders:
+            if r < c.repeats:
+                run = run_process(c, launcher)
+                if c.name in floor_rows:
+                    run.rows = floor_rows[c.name]
+                c.runs.append(run)
+                load = max(run.extra["loadavg_1m"])
+                warn = f" (warning: load {load:.1f} > {CPUS} CPUs)" if load > CPUS else ""
+                log(
+                    f"scale {scale:g} round {r + 1}/{rounds} {c.name}: {run.wall_s:.2f}s, "
+                    f"cpu {run.cpu_s:.2f}s, {run.peak_rss_mib:.0f} MiB, rows {run.rows}{warn}"
+                )
 
-    started = time.perf_counter()
-    ds = dsmod.prepare(args.scale)
+
+def bench_scale(
+    scale: float,
+    wanted: Callable[[str], bool],
+    launcher: Launcher,
+    *,
+    repeats: int,
+    slow_repeats: int,
+    with_profile: bool = False,
+) -> dict:
+    """Data of ``scale`` ready (untimed), then the rounds of the wanted contenders."""
+    t0 = time.perf_counter()
+    ds = dsmod.prepare(scale)
     server = dsmod.start_server(ds)
     s3 = None
     dask = DaskCluster(OUT / "dask-logs")
     dask_note: dict = {}
     try:
-        if not args.only or "ls-parquet-s3" in args.only.split(","):
+        if wanted("ls-parquet-s3"):
             s3 = start_s3()
-        contenders = build(ds, server, args.repeats, args.slow_repeats, s3, dask.url)
-        if args.only:
-            keep = set(args.only.split(","))
-            contenders = [c for c in contenders if c.name in keep]
-        elif not args.all:
-            contenders = [c for c in contenders if c.name != "ls-parquet-x10"]
+        contenders = build(
+            ds, server, wanted, repeats=repeats, slow_repeats=slow_repeats, s3=s3, dask_url=dask.url
+        )
         if any(c.name == "ls-dask" for c in contenders):
             dask.start()  # untimed, like the server
         floor_rows = {c.name: count_rows(server, *c.count) for c in contenders if c.count}
-        log(
-            f"data ready in {time.perf_counter() - started:.0f}s; running "
-            f"{', '.join(c.name for c in contenders)}"
-        )
-        rounds = max(c.repeats for c in contenders)
-        for r in range(rounds):
-            for c in contenders:
-                if r < c.repeats:
-                    run = run_process(c)
-                    if c.name in floor_rows:
-                        run.rows = floor_rows[c.name]
-                    c.runs.append(run)
-                    log(
-                        f"round {r + 1}/{rounds} {c.name}: {run.wall_s:.2f}s, "
-                        f"{run.peak_rss_mib:.0f} MiB, rows {run.rows}"
-                    )
-        if args.profile:
+        names = ", ".join(c.name for c in contenders)
+        prepare_s = time.perf_counter() - t0
+        log(f"scale {scale:g}: data ready in {prepare_s:.0f}s; running {names}")
+        run_rounds(contenders, launcher, floor_rows, scale)
+        if with_profile:
             profile(contenders)
         if dask.procs:
             dask_note = dask_overheads(
@@ -650,46 +647,168 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
         if s3 is not None:
             s3.cleanup()
+    return {
+        "scale": scale,
+        "prepare_s": prepare_s,
+        "data": {**ds.stamp, "interval": dsmod.INTERVAL, "window": dsmod.WINDOW},
+        "contenders": {c.name: summarize(c) for c in contenders if c.runs},
+        "dask": dask_note,
+    }
 
-    res = {c.name: summarize(c) for c in contenders if c.runs}
-    ratios, targets = ratios_and_targets(res)
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    env = os.environ.get
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--scale", type=float, default=float(env("BENCH_SCALE", "1")))
+    ap.add_argument(
+        "--big-scale",
+        type=float,
+        default=float(env("BENCH_BIG_SCALE", "-1")),
+        help=f"also run {', '.join(BIG_CONTENDERS)} at this scale (default 10 when neither "
+        "--only nor --scale is given; 0: no)",
+    )
+    ap.add_argument("--repeats", type=int, default=int(env("BENCH_REPEATS", "3")))
+    ap.add_argument(
+        "--slow-repeats",
+        type=int,
+        default=int(env("BENCH_SLOW_REPEATS", "1")),
+        help="repeats of ls-chdb, original-subset and the x10 variants (default 1)",
+    )
+    ap.add_argument("--big-repeats", type=int, default=int(env("BENCH_BIG_REPEATS", "1")))
+    ap.add_argument("--only", default=env("BENCH_ONLY", ""), help="comma-separated contender names")
+    ap.add_argument("--profile", action="store_true", help="also record py-spy profiles")
+    ap.add_argument(
+        "--all",
+        action="store_true",
+        default=env("BENCH_ALL") == "1",
+        help="also ls-parquet-x10 (BENCH_ALL=1)",
+    )
+    args = ap.parse_args(argv)
+    if args.big_scale < 0:
+        args.big_scale = 10.0 if not args.only and args.scale == 1 else 0.0
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    launcher = Launcher()  # first: the contenders' parent stays small
+    signal.signal(signal.SIGTERM, _terminate)  # so the servers are stopped on kill
+    load = os.getloadavg()[0]
+    if load > CPUS * 0.5:
+        log(f"warning: load average {load:.1f} on {CPUS} CPUs: timings will be noisy")
+    started = time.perf_counter()
+    only = set(filter(None, args.only.split(",")))
+    try:
+        main_scale = bench_scale(
+            args.scale,
+            lambda n: n in only if only else (args.all or n != "ls-parquet-x10"),
+            launcher,
+            repeats=args.repeats,
+            slow_repeats=args.slow_repeats,
+            with_profile=args.profile,
+        )
+        big = None
+        if args.big_scale:
+            big = bench_scale(
+                args.big_scale,
+                lambda n: n in BIG_CONTENDERS,
+                launcher,
+                repeats=args.big_repeats,
+                slow_repeats=args.big_repeats,
+            )
+        startup_imports = {
+            name: importtime(a) for name, a in STARTUP.items() if name in main_scale["contenders"]
+        }
+    finally:
+        launcher.close()
+    doc = document(args, main_scale, big, startup_imports, time.perf_counter() - started)
+    write_outputs(doc, args)
+    return 0
+
+
+def document(args, main_scale: dict, big: dict | None, startup_imports: dict, seconds: float) -> dict:
+    """The results JSON: meta, the main scale's contenders, ratios and targets, the big scale."""
+    res = main_scale["contenders"]
+    rat = ratios(res)
+    grow = growth(res, big["contenders"]) if big else {}
+    factor = big["scale"] / args.scale if big else 0
+    all_runs = [
+        r
+        for sc in (main_scale, big or {"contenders": {}})
+        for v in sc["contenders"].values()
+        for r in v["runs"]
+    ]
     meta = {
         "scale": args.scale,
+        "big_scale": big["scale"] if big else None,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "repeats": args.repeats,
         "slow_repeats": args.slow_repeats,
+        "big_repeats": args.big_repeats,
         "machine": {
-            "cpus": os.cpu_count(),
+            "cpus": CPUS,
             "platform": platform.platform(),
             "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         },
         "versions": versions(),
-        "data": {**ds.stamp, "interval": dsmod.INTERVAL, "window": dsmod.WINDOW},
-        "bench_seconds": round(time.perf_counter() - started, 1),
-        "loadavg_1m_max": max(r["extra"]["loadavg_1m"][1] for v in res.values() for r in v["runs"]),
+        "data": main_scale["data"],
+        "bench_seconds": round(seconds, 1),
+        # data generation, server start and load: 0 to a few seconds when the data is cached
+        "prepare_seconds": round(main_scale["prepare_s"] + (big["prepare_s"] if big else 0), 1),
+        "loadavg_1m_max": max(r["extra"]["loadavg_1m"][1] for r in all_runs),
+        "loadavg_1m_median": statistics.median(max(r["extra"]["loadavg_1m"]) for r in all_runs),
     }
-    doc = {"meta": meta, "contenders": res, "ratios": ratios, "targets": targets}
-    if dask_note:
-        doc["dask"] = dask_note
+    doc = {
+        "meta": meta,
+        "contenders": res,
+        "ratios": rat,
+        "targets": targets(res, rat, grow, factor),
+        "startup_importtime": startup_imports,
+    }
+    if big:
+        doc["big"] = {
+            "scale": big["scale"],
+            "data": big["data"],
+            "contenders": big["contenders"],
+            "growth": grow,
+        }
+    if main_scale["dask"]:
+        doc["dask"] = main_scale["dask"]
+    return doc
+
+
+def write_outputs(doc: dict, args) -> None:
+    """``bench-<UTC>-scale<s>.{json,svg,md}`` and ``latest.*`` under benchmarks/results/."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = RESULTS / f"bench-{stamp}-scale{args.scale:g}.json"
-    text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
-    path.write_text(text)
-    (RESULTS / "latest.json").write_text(text)
-    print_report(meta, res, ratios, targets)
-    if dask_note:
-        print("where ls-dask's time goes:", json.dumps(dask_note, sort_keys=True))
-    if meta["loadavg_1m_max"] > (os.cpu_count() or 1):
+    big = f"+{args.big_scale:g}" if args.big_scale else ""
+    name = f"bench-{stamp}-scale{args.scale:g}{big}"
+    outputs = {"json": json.dumps(doc, indent=2, sort_keys=True) + "\n"}
+    outputs["svg"] = report.chart_svg(doc)
+    outputs["md"] = report.markdown(doc, name)
+    for ext, text in outputs.items():
+        (RESULTS / f"{name}.{ext}").write_text(text)
+        (RESULTS / f"latest.{ext}").write_text(text)
+    report.print_report(doc)
+    if doc.get("dask"):
+        print("where ls-dask's time goes:", json.dumps(doc["dask"], sort_keys=True))
+    meta = doc["meta"]
+    if meta["loadavg_1m_max"] > CPUS:
         print(
             f"warning: 1-minute load average reached {meta['loadavg_1m_max']:.1f} on "
-            f"{os.cpu_count()} CPUs during the runs: other work competed for the CPUs"
+            f"{CPUS} CPUs during the runs: other work competed for the CPUs"
         )
-    print(
-        f"results: {path.relative_to(ROOT)} (and benchmarks/results/latest.json); "
-        f"{meta['bench_seconds']:.0f}s in all"
-    )
-    return 0
+    print("\n----- markdown for benchmarks/README.md (also in results/latest.md) -----\n" + outputs["md"])
+    rel = (RESULTS / name).relative_to(ROOT)
+    print(f"results: {rel}.json, .svg, .md (and benchmarks/results/latest.*); {meta['bench_seconds']:.0f}s")
 
 
 if __name__ == "__main__":
