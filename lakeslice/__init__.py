@@ -21,9 +21,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
 
     from ._version import __version__
     from .alerts import normalize_alerts, read_alerts
-    from .diff import diff_runs
     from .corpus import CorpusResult, export_corpus
     from .dask_executor import DaskExecutor
+    from .diff import diff_runs
     from .errors import InputError, LakesliceError, RunError
     from .executor import Executor, LocalExecutor, open_executor
     from .export import ExportResult, GroupResult, GroupTask, RunPlan, export_run_slices, plan_run, run_group
