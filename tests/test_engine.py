@@ -40,10 +40,12 @@ def sorted_source(tmp_path_factory) -> tuple[Path, Path, pl.DataFrame, pl.DataFr
 
 @pytest.fixture
 def small_groups(monkeypatch):
-    """Groups of about 400 candles and batches of 100 rows: several groups from the small
-    source, several batches per group."""
+    """Groups of about 400 candles, batches of 100 rows and passes of 1,500 source rows:
+    several groups from the small source, several batches per group, several passes that
+    start inside row groups."""
     monkeypatch.setattr(ParquetSource, "group_rows", 400)
     monkeypatch.setattr(ParquetSource, "batch_rows", 100)
+    monkeypatch.setattr(ParquetSource, "pass_rows", 1_500)
 
 
 def _reference_rows(candles: pl.DataFrame, alerts: pl.DataFrame) -> list[tuple]:
@@ -107,17 +109,23 @@ def test_export_from_many_groups_equals_the_reference(sorted_source, small_group
 
 
 def test_group_size_does_not_change_a_byte(sorted_source, tmp_path, monkeypatch):
-    """One group (no prepared pass) and many groups (one pass, spilled) seal the same content."""
+    """One group (no prepared pass) and many groups (spilled in one pass or in several passes
+    over row slices) seal the same content."""
     path, alerts, _, _ = sorted_source
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
     hashes = []
-    for rows in (10**9, 400):
+    for rows, passes in ((10**9, 10**9), (400, 10**9), (400, 1_500), (400, 999)):
         monkeypatch.setattr(ParquetSource, "group_rows", rows)
+        monkeypatch.setattr(ParquetSource, "pass_rows", passes)
         res = export_run_slices(
-            alerts, interval="1m", window=WINDOW, source=f"parquet://{path}", data_root=tmp_path / str(rows)
+            alerts,
+            interval="1m",
+            window=WINDOW,
+            source=f"parquet://{path}",
+            data_root=tmp_path / f"{rows}-{passes}",
         )
         hashes.append(res.manifest["content_sha256"])
-    assert hashes[0] == hashes[1]
+    assert len(set(hashes)) == 1
 
 
 class Recorder:

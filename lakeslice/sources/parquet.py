@@ -39,6 +39,8 @@ class ParquetSource:
     group_rows = 200_000
     #: Rows per batch from the streaming engine: bounds what a pass holds at once.
     batch_rows = 65_536
+    #: Source rows per pass of :meth:`prepare` (about 15 row groups of 128 Ki rows).
+    pass_rows = 2_000_000
 
     def __init__(self, path: str | Path, *, corpus: bool = False) -> None:
         self.path = Path(path)
@@ -180,8 +182,9 @@ class ParquetSource:
 
         Bucket groups are sets of hashed mints, so every group touches nearly every row group of
         a file sorted by mint: reading per group would decode the whole file once per group.
-        One streaming pass decodes it once; each :meth:`fetch` of a prepared request then reads
-        its own rows back, and memory stays bounded by a batch and a group.
+        One streaming pass (in slices of ``pass_rows`` source rows) decodes it once; each
+        :meth:`fetch` of a prepared request then reads its own rows back, and memory stays
+        bounded by a batch, a slice and a group.
         """
         self._drop_spill()
         if (
@@ -205,12 +208,18 @@ class ParquetSource:
         writers: dict[Path, pa.ipc.RecordBatchStreamWriter] = {}
         try:
             with self._reading(first.interval_s):
-                query = self._candles(CandleRequest(first.chain, first.interval_s, tagged))
-                for frame in query.collect_batches(maintain_order=False, chunk_size=self.batch_rows):
-                    parts = frame.partition_by("_request", as_dict=True, include_key=False)
-                    for (tag,), part in parts.items():
-                        rows = self._as_candles(part, mints[int(tag)])
-                        _spill_part(rows, spill / f"{tag}.arrow", writers)
+                request = CandleRequest(first.chain, first.interval_s, tagged)
+                total = self._pruned(request).select(pl.len()).collect().item()
+                # passes over consecutive row slices: the engine reads ahead of this loop, and
+                # what it holds is drained at the end of each pass, so it grows with a pass,
+                # not with the files
+                for offset in range(0, max(total, 1), self.pass_rows):
+                    query = self._candles(request, rows=(offset, self.pass_rows))
+                    for frame in query.collect_batches(maintain_order=False, chunk_size=self.batch_rows):
+                        parts = frame.partition_by("_request", as_dict=True, include_key=False)
+                        for (tag,), part in parts.items():
+                            rows = self._as_candles(part, mints[int(tag)])
+                            _spill_part(rows, spill / f"{tag}.arrow", writers)
         except BaseException:
             self._drop_spill()
             raise
@@ -235,12 +244,14 @@ class ParquetSource:
         lf, keys = self.scan(request.interval_s)
         return _prune(lf, keys, request)
 
-    def _candles(self, request: CandleRequest) -> pl.LazyFrame:
+    def _candles(self, request: CandleRequest, *, rows: tuple[int, int] | None = None) -> pl.LazyFrame:
         """The request's candles in CANDLE_SCHEMA columns; for a window request ``_mint_id``
         (the mint's position among the request's sorted mints, per ``_request`` when the ranges
         carry that tag) in place of ``mint``. Integer price/volume columns also come raw, as
         ``_raw_<name>``, for the exactness check."""
         lf = self._pruned(request)
+        if rows is not None:
+            lf = lf.slice(*rows)
         names = lf.collect_schema()
         wide = [c for c in OHLCV if c in names and names[c].is_integer()]
         lf = lf.with_columns(pl.col(c).alias(f"_raw_{c}") for c in wide)
