@@ -21,6 +21,7 @@ import polars as pl
 import pytest
 from support.cli import clean_env, run_cli
 from support.data import ALERTS_CSV, CANDLES_PQ
+from support.runs import export_fixture
 
 import lakeslice as ls
 from lakeslice.lake.commit import remove_replaced
@@ -70,15 +71,7 @@ print(json.dumps({"calls": state["calls"]}))
 
 
 def _export(root: Path, alerts: str | pl.DataFrame, *, overwrite: bool = True) -> ls.ExportResult:
-    return ls.export_run_slices(
-        alerts,
-        interval="1m",
-        window="pre10_post20",
-        source=f"parquet://{CANDLES_PQ}",
-        data_root=root,
-        run_id="g",
-        overwrite=overwrite,
-    )
+    return export_fixture(alerts, root, run_id="g", overwrite=overwrite)
 
 
 def _child(root: Path, alerts: Path, step: int, when: str) -> subprocess.CompletedProcess:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from support.runs import export_fixture
 from support.s3 import local_or_s3_root
 
 import lakeslice as ls
@@ -38,16 +39,7 @@ def _alerts(tmp_path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 def _export(alerts, root, *, overwrite=False):
-    return ls.export_run_slices(
-        alerts,
-        interval="1m",
-        window="pre10_post20",
-        source=f"parquet://{CANDLES_PQ}",
-        data_root=root,
-        run_id="mix",
-        target_file_mb=0.01,
-        overwrite=overwrite,
-    )
+    return export_fixture(alerts, root, run_id="mix", overwrite=overwrite, target_file_mb=0.01)
 
 
 def _race(write_once, read_once, *, rounds: int, readers: int = 2) -> tuple[list, list]:

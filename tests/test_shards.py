@@ -203,6 +203,24 @@ def test_source_shards_export_equals_unsharded(cluster, unsharded, alerts, tmp_p
     assert PASSWORD not in (run.run_dir / "manifest.json").read_text()
 
 
+def test_source_shards_name_what_they_hold_on_a_mistyped_chain(cluster, alerts, tmp_path):
+    """No row for ``--chain solanna``: exit 2 naming what the shards hold, nothing sealed."""
+    shards = ",".join(
+        f"{lo}-{hi}=clickhouse://lake:{PASSWORD}@127.0.0.1:{s.port}/{LOCAL_DB}"
+        for (lo, hi), s in zip(cluster.bucket_ranges(), cluster.shards, strict=True)
+    )
+    proc = subprocess.run(
+        [LAKESLICE, "export", "--alerts", str(alerts), "--interval", "1m", "--window", WINDOW,
+         "--data-root", str(tmp_path), "--source-shards", shards, "--chain", "solanna"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+    assert "solanna" in proc.stderr and "solana 1m" in proc.stderr
+    assert PASSWORD not in proc.stderr + proc.stdout
+    assert not list((tmp_path / "lake" / "runs").glob("run_id=*/manifest.json"))
+
+
 def test_source_shards_on_dask_equals_unsharded(cluster, unsharded, alerts, tmp_path):
     """Each Dask task reads its group from the shard holding it: the same bytes again."""
     from daskcluster import dask_url, local_cluster

@@ -162,6 +162,16 @@ class ShardedSource:
         ]
         return pl.concat(counts).group_by("mint").agg(pl.col("rows").sum()).sort("mint")
 
+    def holdings(self) -> pl.DataFrame:
+        """``chain, interval_s, rows`` of every shard together (rows summed over the shards)."""
+        frames = [s.holdings() for s in self.sources]
+        return (
+            pl.concat(frames)
+            .group_by("chain", "interval_s")
+            .agg(pl.col("rows").sum())
+            .sort("chain", "interval_s")
+        )
+
     def close(self) -> None:
         for source in self.sources:
             source.close()

@@ -41,3 +41,21 @@ def corpus_hashes(data_root: Path) -> dict[str, str]:
 def staging_leftovers(data_root: Path) -> list[Path]:
     """Anything left in a staging area (``lake/.staging`` or any other ``.staging``)."""
     return [p for d in Path(data_root).rglob(".staging") if d.is_dir() for p in d.iterdir()]
+
+
+def export_fixture(alerts, data_root, *, run_id: str, overwrite: bool = False, **options):
+    """Export the fixture candles (parquet source, 1m, ``pre10_post20``) as ``run_id``."""
+    import lakeslice as ls
+
+    from .data import CANDLES_PQ
+
+    return ls.export_run_slices(
+        alerts,
+        interval="1m",
+        window="pre10_post20",
+        source=f"parquet://{CANDLES_PQ}",
+        data_root=data_root,
+        run_id=run_id,
+        overwrite=overwrite,
+        **options,
+    )
