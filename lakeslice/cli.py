@@ -203,6 +203,8 @@ def _apply_config(ctx: typer.Context, config: str | None) -> str | None:
         ctx.meta["lakeslice.config_error"] = exc
         return config
     ctx.meta["lakeslice.config_json"] = data.get("format") == "json"
+    if not data:
+        return config  # nothing to check: jsonschema is not imported (0.1 s of every start)
     try:
         _check_config(data, config or "")
     except InputError as exc:

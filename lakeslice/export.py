@@ -638,26 +638,24 @@ def fetch_frame(
     interval_s: int,
     ranges: pl.DataFrame,
     buckets: tuple[str, ...],
-    convert: Callable[[pa.RecordBatch], pl.DataFrame] | None = None,
+    convert: Callable[[list[pa.RecordBatch]], pl.DataFrame] | None = None,
     on_rows: Callable[[int], None] | None = None,
 ) -> pl.DataFrame:
     """All batches of one bucket group as one frame; a dropped connection retries the group.
 
-    Each batch becomes a frame as it arrives, through ``convert`` when given (the run export
-    turns mints into integer ids there, so a group's mint strings are never materialized);
-    ``on_rows`` hears each batch's row count.
+    Batches become frames ``CHUNK_ROWS`` rows at a time, through ``convert`` when given (the
+    run export turns mints into integer ids there, so a group's mint strings are never
+    materialized); ``on_rows`` hears each batch's row count as it arrives.
     """
     request = CandleRequest(chain=chain, interval_s=interval_s, ranges=ranges)
-    to_frame = convert or (lambda batch: _frame_of([batch]))
+    to_frame = convert or _frame_of
 
     def fetch_all() -> pl.DataFrame:
-        frames = []
-        for batch in src.fetch(request):
-            frames.append(to_frame(batch))
-            if on_rows is not None:
-                on_rows(batch.num_rows)
+        frames: list[pl.DataFrame] = []
+        for chunk in _chunks(src.fetch(request), on_rows):
+            frames.append(to_frame(chunk))
         if not frames:
-            return to_frame(pa.RecordBatch.from_pylist([], schema=CANDLE_SCHEMA))
+            return to_frame([pa.RecordBatch.from_pylist([], schema=CANDLE_SCHEMA)])
         return pl.concat(frames, rechunk=False)
 
     return with_retries(
@@ -667,24 +665,53 @@ def fetch_frame(
     )
 
 
+#: Rows converted to a frame at once. A server sends small blocks after its join (~1,300 rows
+#: here); one conversion per block cost more than the fetch itself.
+CHUNK_ROWS = 128 * 1024
+
+
+def _chunks(
+    batches: Iterator[pa.RecordBatch], on_rows: Callable[[int], None] | None = None
+) -> Iterator[list[pa.RecordBatch]]:
+    """Consecutive batches in lists of about ``CHUNK_ROWS`` rows (the last may be shorter).
+
+    >>> b = pa.record_batch({"x": list(range(3))})
+    >>> [len(c) for c in _chunks(iter([b] * 5))], CHUNK_ROWS > 15
+    ([5], True)
+    """
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        if on_rows is not None:
+            on_rows(batch.num_rows)
+        pending.append(batch)
+        rows += batch.num_rows
+        if rows >= CHUNK_ROWS:
+            yield pending
+            pending, rows = [], 0
+    if pending:
+        yield pending
+
+
 def _frame_of(batches: list[pa.RecordBatch]) -> pl.DataFrame:
     """One frame; ``mint`` as Polars Categorical when the source sent a dictionary."""
     table = pa.Table.from_batches(batches) if batches else CANDLE_SCHEMA.empty_table()
     return cast(pl.DataFrame, pl.from_arrow(table))  # a Table gives a DataFrame
 
 
-def _mint_ids(names: pl.Series, batch: pa.RecordBatch) -> pl.DataFrame:
-    """A batch as a frame, ``mint`` as its position in the sorted ``names`` (UInt32): integer
+def _mint_ids(names: pl.Series, batches: list[pa.RecordBatch]) -> pl.DataFrame:
+    """Batches as one frame, ``mint`` as its position in the sorted ``names`` (UInt32): integer
     order is string order. A dictionary-encoded mint maps its dictionary (the few distinct
     mints), then gathers by the indices: no string per row."""
-    mint = batch.column("mint")
+    table = pa.Table.from_batches(batches)
     ids_of = pl.Enum(names)
-    if pa.types.is_dictionary(mint.type):
+    if pa.types.is_dictionary(table.schema.field("mint").type):
+        mint = table.unify_dictionaries().column("mint").combine_chunks()
         codes = pl.Series(mint.dictionary).cast(pl.String).cast(ids_of).to_physical().cast(pl.UInt32)
         ids = codes.gather(pl.Series(mint.indices).cast(pl.UInt32))
     else:
-        ids = pl.Series(mint).cast(pl.String).cast(ids_of).to_physical().cast(pl.UInt32)
-    rest = cast(pl.DataFrame, pl.from_arrow(pa.Table.from_batches([batch.drop_columns(["mint"])])))
+        ids = pl.Series(table.column("mint")).cast(pl.String).cast(ids_of).to_physical().cast(pl.UInt32)
+    rest = cast(pl.DataFrame, pl.from_arrow(table.drop_columns(["mint"])))
     return rest.insert_column(0, ids.alias("mint"))
 
 
