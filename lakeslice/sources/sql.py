@@ -19,7 +19,7 @@ Server versions (tested: Debian's 18.16 and 26.x via chdb). What differs, and wh
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from lakeslice.errors import InputError, RunError
 from lakeslice.sources.base import CANDLE_SCHEMA, HOLDINGS_SCHEMA, QUANTBOT_COLUMNS, CandleRequest
+from lakeslice.sources.routed import RoutedStream
 
 __all__ = [
     "SqlCandleSource",
@@ -62,6 +63,8 @@ RANGES_STRUCTURE = [
     ("start_ms", "Int64"),
     ("end_ms", "Int64"),
 ]
+#: The ranges of many groups in one query (:meth:`SqlCandleSource.prepare`): ``grp`` numbers them.
+GROUPED_RANGES_STRUCTURE = [*RANGES_STRUCTURE, ("grp", "UInt32")]
 PARAMS_STRUCTURE = [
     ("chain", "String"),
     ("interval_s", "UInt32"),
@@ -113,8 +116,9 @@ def _strip_wrappers(type_name: str) -> str:
     return type_name
 
 
-def candle_query(database: str, table: str, info: TableInfo, *, windows: bool) -> str:
-    """The SELECT for a window request (``windows``) or a corpus request.
+def candle_query(database: str, table: str, info: TableInfo, *, windows: bool, grouped: bool = False) -> str:
+    """The SELECT for a window request (``windows``) or a corpus request; ``grouped``: the
+    window request of many groups at once, each row with its ranges' ``grp``, sorted by it.
 
     Reads ``RANGES_TABLE``/``PARAMS_TABLE`` (external tables on a server, temporary tables in
     chdb). The inner query filters on columns only, so the primary key prunes by mint, interval
@@ -144,12 +148,16 @@ def candle_query(database: str, table: str, info: TableInfo, *, windows: bool) -
     exact = f"ts_ms >= (SELECT lo_ms FROM {PARAMS_TABLE}) AND ts_ms < (SELECT hi_ms FROM {PARAMS_TABLE})"
     if not windows:
         return f"SELECT * FROM ({inner}) AS c WHERE {exact}"
-    cols = f"mint_id, ts_ms, {', '.join(OHLCV)}" + (", ver" if info.has_ver else "")
+    cols = (
+        f"mint_id, ts_ms, {', '.join(OHLCV)}"
+        + (", ver" if info.has_ver else "")
+        + (", grp" if grouped else "")
+    )
     inner += f" AND token_address IN (SELECT token_address FROM {RANGES_TABLE})"
     return (
         f"SELECT {cols} FROM ({inner}) AS c"
         f" ALL INNER JOIN {RANGES_TABLE} AS r USING (token_address)"
-        " WHERE ts_ms >= start_ms AND ts_ms < end_ms"
+        " WHERE ts_ms >= start_ms AND ts_ms < end_ms" + (" ORDER BY grp" if grouped else "")
     )
 
 
@@ -190,6 +198,23 @@ def holdings_frame(batches: list[pa.RecordBatch]) -> pl.DataFrame:
         return pl.DataFrame(schema=HOLDINGS_SCHEMA)
     frame = pl.DataFrame(pa.Table.from_batches(batches))
     return frame.select(pl.col(c).cast(t) for c, t in HOLDINGS_SCHEMA.items()).sort("chain", "interval_s")
+
+
+def _chunk_requests(requests: Sequence[CandleRequest], rows: int) -> list[tuple[int, list[CandleRequest]]]:
+    """Consecutive requests whose estimated rows add up to about ``rows``, with the index of
+    each chunk's first request: one shared query each (the server sorts one chunk at a time)."""
+    chunks: list[tuple[int, list[CandleRequest]]] = []
+    total = rows
+    for i, r in enumerate(requests):
+        assert r.ranges is not None
+        width = r.interval_s * 1000
+        est = int(((r.ranges["end_ms"] - r.ranges["start_ms"]) // width).sum())
+        if total + est > rows and total > 0:
+            chunks.append((i, []))
+            total = 0
+        chunks[-1][1].append(r)
+        total += est
+    return chunks
 
 
 @dataclass(frozen=True)
@@ -240,6 +265,47 @@ def request_data(request: CandleRequest) -> RequestData:
         "hi_s": np.array([hi_s], dtype=np.uint32),
     }
     return RequestData(mints, ranges, params)
+
+
+def grouped_request_data(requests: Sequence[CandleRequest]) -> tuple[RequestData, list[pa.Array]]:
+    """One request's tables for many window requests of one chain and interval: the ranges of
+    request ``i`` carry ``grp = i`` and its own mint ids; and each request's dictionary."""
+    parts = [request_data(r) for r in requests]
+    ranges = {
+        c: np.concatenate([p.ranges[c] for p in parts if p.ranges is not None]) for c, _ in RANGES_STRUCTURE
+    }
+    sizes = [len(p.ranges["mint_id"]) if p.ranges is not None else 0 for p in parts]
+    ranges["grp"] = np.repeat(np.arange(len(parts), dtype=np.uint32), sizes)
+    lo = min(int(p.params["lo_ms"][0]) for p in parts)
+    hi = max(int(p.params["hi_ms"][0]) for p in parts)
+    params = request_data(CandleRequest(requests[0].chain, requests[0].interval_s, None, lo, hi)).params
+    mints = [p.mints if p.mints is not None else pa.array([], pa.string()) for p in parts]
+    return RequestData(None, ranges, params), mints
+
+
+def ranges_structure(ranges: dict[str, np.ndarray]) -> list[tuple[str, str]]:
+    """The ranges table's columns: with ``grp`` when it holds many groups."""
+    return GROUPED_RANGES_STRUCTURE if "grp" in ranges else RANGES_STRUCTURE
+
+
+def split_groups(
+    batch: pa.RecordBatch, first: int, mints: list[pa.Array], has_ver: bool, *, where: str
+) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """``(request index, candle batch)`` for each run of one ``grp`` in a batch sorted by it
+    (``first`` is the index of the query's ``grp = 0``): a loop over groups, not rows.
+
+    >>> b = pa.record_batch({"mint_id": pa.array([0, 0, 1], pa.int32()), "ts_ms": pa.array([0, 60_000, 0]),
+    ...     **{c: pa.array([1.0, 2.0, 3.0]) for c in OHLCV}, "grp": pa.array([0, 1, 1], pa.uint32())})
+    >>> dicts = [pa.array(["a"]), pa.array(["b", "c"])]
+    >>> [(i, c.column("mint").to_pylist()) for i, c in split_groups(b, 5, dicts, False, where="x")]
+    [(5, ['a']), (6, ['b', 'c'])]
+    """
+    grp = batch.column("grp").to_numpy()
+    starts = [0, *(np.flatnonzero(grp[1:] != grp[:-1]) + 1).tolist(), len(grp)]
+    rows = batch.drop_columns(["grp"])
+    for lo, hi in zip(starts[:-1], starts[1:], strict=True):
+        g = int(grp[lo])
+        yield first + g, to_candle_batch(rows.slice(lo, hi - lo), mints[g], has_ver, where=where)
 
 
 def to_candle_batch(
@@ -333,9 +399,58 @@ class SqlCandleSource:
     #: Estimated candle rows per bucket group. The primary key prunes every query, so small
     #: groups cost little here and keep peak memory low (see benchmarks/README.md).
     group_rows = 400_000
+    #: Estimated rows of one shared query of :meth:`prepare` (0: each group asks on its own).
+    prefetch_rows = 0
+    _routed: RoutedStream | None = None
+
+    def _fork(self: S) -> S:
+        """A copy of this source with its own connection (opened on first use)."""
+        raise NotImplementedError
+
+    def prepare(self, requests: Sequence[CandleRequest]) -> None:
+        """Ask for the window requests (the bucket groups of one export, fetched next, in this
+        order) in a few shared queries, read ahead on a second connection while the groups run.
+
+        A group's mints are hashed, so they are spread over the whole table: per-group queries
+        read the granules around every group's mints, many of them again for the next group
+        (measured in benchmarks/README.md). A shared query, sorted by group, reads each granule
+        once. Groups not prepared, or whose shared query failed before they were complete, ask
+        on their own.
+        """
+        self._drop_routed()
+        if (
+            not self.prefetch_rows
+            or len(requests) < 2
+            or any(r.ranges is None for r in requests)
+            or len({(r.chain, r.interval_s) for r in requests}) != 1
+        ):
+            return
+        info = self.describe()
+        reader = self._fork()
+        chunks = _chunk_requests(requests, self.prefetch_rows)
+        sql = candle_query(self.database, self.table, info, windows=True, grouped=True)
+
+        def produce() -> Iterator[tuple[int, pa.RecordBatch]]:
+            for first, chunk in chunks:
+                data, mints = grouped_request_data(chunk)
+                for batch in reader._stream(sql, data):
+                    yield from split_groups(batch, first, mints, info.has_ver, where=self.where)
+
+        keys = [r.ranges for r in requests if r.ranges is not None]
+        self._routed = RoutedStream(keys, produce, on_close=reader.close, budget_rows=self.group_rows)
+
+    def _drop_routed(self) -> None:
+        if self._routed is not None:
+            self._routed.close()
+            self._routed = None
 
     def fetch(self, request: CandleRequest) -> Iterator[pa.RecordBatch]:
-        """Stream the request's candles (a dropped server connection: SourceConnectionError)."""
+        """Stream the request's candles (a dropped server connection: SourceConnectionError):
+        from the shared query of :meth:`prepare` when it holds the request, else its own."""
+        routed = self._routed.take(request.ranges) if self._routed and request.ranges is not None else None
+        if routed is not None:
+            yield from routed
+            return
         info = self.describe()
         data = request_data(request)
         if data.mints is not None and not len(data.mints):
