@@ -28,7 +28,7 @@ import polars as pl
 import pyarrow as pa
 
 from lakeslice.errors import InputError, RunError
-from lakeslice.sources.base import CANDLE_SCHEMA, HOLDINGS_SCHEMA, QUANTBOT_COLUMNS, CandleRequest
+from lakeslice.sources.base import CANDLE_SCHEMA, HOLDINGS_SCHEMA, QUANTBOT_COLUMNS, CandleRequest, from_numpy
 from lakeslice.sources.routed import RoutedStream
 
 __all__ = [
@@ -118,7 +118,7 @@ def _strip_wrappers(type_name: str) -> str:
 
 def candle_query(database: str, table: str, info: TableInfo, *, windows: bool, grouped: bool = False) -> str:
     """The SELECT for a window request (``windows``) or a corpus request; ``grouped``: the
-    window request of many groups at once, each row with its ranges' ``grp``, sorted by it.
+    window request of many groups at once, each row with its ranges' ``grp``.
 
     Reads ``RANGES_TABLE``/``PARAMS_TABLE`` (external tables on a server, temporary tables in
     chdb). The inner query filters on columns only, so the primary key prunes by mint, interval
@@ -157,7 +157,7 @@ def candle_query(database: str, table: str, info: TableInfo, *, windows: bool, g
     return (
         f"SELECT {cols} FROM ({inner}) AS c"
         f" ALL INNER JOIN {RANGES_TABLE} AS r USING (token_address)"
-        " WHERE ts_ms >= start_ms AND ts_ms < end_ms" + (" ORDER BY grp" if grouped else "")
+        " WHERE ts_ms >= start_ms AND ts_ms < end_ms"
     )
 
 
@@ -200,19 +200,18 @@ def holdings_frame(batches: list[pa.RecordBatch]) -> pl.DataFrame:
     return frame.select(pl.col(c).cast(t) for c, t in HOLDINGS_SCHEMA.items()).sort("chain", "interval_s")
 
 
-def _chunk_requests(requests: Sequence[CandleRequest], rows: int) -> list[tuple[int, list[CandleRequest]]]:
-    """Consecutive requests whose estimated rows add up to about ``rows``, with the index of
-    each chunk's first request: one shared query each (the server sorts one chunk at a time)."""
-    chunks: list[tuple[int, list[CandleRequest]]] = []
+def _chunk_requests(requests: Sequence[CandleRequest], rows: int) -> list[list[int]]:
+    """Indexes of consecutive requests whose estimated rows add up to about ``rows``: one
+    shared query each."""
+    chunks: list[list[int]] = []
     total = rows
     for i, r in enumerate(requests):
         assert r.ranges is not None
-        width = r.interval_s * 1000
-        est = int(((r.ranges["end_ms"] - r.ranges["start_ms"]) // width).sum())
+        est = int(((r.ranges["end_ms"] - r.ranges["start_ms"]) // (r.interval_s * 1000)).sum())
         if total + est > rows and total > 0:
-            chunks.append((i, []))
+            chunks.append([])
             total = 0
-        chunks[-1][1].append(r)
+        chunks[-1].append(i)
         total += est
     return chunks
 
@@ -289,23 +288,49 @@ def ranges_structure(ranges: dict[str, np.ndarray]) -> list[tuple[str, str]]:
 
 
 def split_groups(
-    batch: pa.RecordBatch, first: int, mints: list[pa.Array], has_ver: bool, *, where: str
+    batch: pa.RecordBatch, indexes: list[int], mints: list[pa.Array], has_ver: bool, *, where: str
 ) -> Iterator[tuple[int, pa.RecordBatch]]:
-    """``(request index, candle batch)`` for each run of one ``grp`` in a batch sorted by it
-    (``first`` is the index of the query's ``grp = 0``): a loop over groups, not rows.
+    """``(request index, candle batch)`` for each ``grp`` of a batch of a grouped query, whose
+    ``grp = g`` is request ``indexes[g]``: one sort by group, then a loop over groups, not rows.
 
-    >>> b = pa.record_batch({"mint_id": pa.array([0, 0, 1], pa.int32()), "ts_ms": pa.array([0, 60_000, 0]),
-    ...     **{c: pa.array([1.0, 2.0, 3.0]) for c in OHLCV}, "grp": pa.array([0, 1, 1], pa.uint32())})
+    >>> b = pa.record_batch({"mint_id": pa.array([1, 0, 0], pa.int32()), "ts_ms": pa.array([0, 0, 60_000]),
+    ...     **{c: pa.array([1.0, 2.0, 3.0]) for c in OHLCV}, "grp": pa.array([1, 0, 1], pa.uint32())})
     >>> dicts = [pa.array(["a"]), pa.array(["b", "c"])]
-    >>> [(i, c.column("mint").to_pylist()) for i, c in split_groups(b, 5, dicts, False, where="x")]
-    [(5, ['a']), (6, ['b', 'c'])]
+    >>> [(i, c.column("mint").to_pylist()) for i, c in split_groups(b, [5, 7], dicts, False, where="x")]
+    [(5, ['a']), (7, ['c', 'b'])]
     """
     grp = batch.column("grp").to_numpy()
+    order = np.argsort(grp, kind="stable")
+    grp = grp[order]
+    rows = batch.drop_columns(["grp"]).take(from_numpy(order))
     starts = [0, *(np.flatnonzero(grp[1:] != grp[:-1]) + 1).tolist(), len(grp)]
-    rows = batch.drop_columns(["grp"])
     for lo, hi in zip(starts[:-1], starts[1:], strict=True):
         g = int(grp[lo])
-        yield first + g, to_candle_batch(rows.slice(lo, hi - lo), mints[g], has_ver, where=where)
+        yield indexes[g], to_candle_batch(rows.slice(lo, hi - lo), mints[g], has_ver, where=where)
+
+
+def coalesce(batches: Iterator[pa.RecordBatch], rows: int = 128 * 1024) -> Iterator[pa.RecordBatch]:
+    """Consecutive batches joined into batches of at least ``rows`` rows (the last may be
+    shorter): a server's blocks after a join hold ~1,300 rows, too few to work on one by one.
+
+    >>> b = pa.record_batch({"x": [1, 2]})
+    >>> [x.num_rows for x in coalesce(iter([b] * 5), rows=4)]
+    [4, 4, 2]
+    """
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        pending.append(batch)
+        count += batch.num_rows
+        if count >= rows:
+            yield _joined(pending)
+            pending, count = [], 0
+    if pending:
+        yield _joined(pending)
+
+
+def _joined(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
 
 
 def to_candle_batch(
@@ -409,13 +434,13 @@ class SqlCandleSource:
 
     def prepare(self, requests: Sequence[CandleRequest]) -> None:
         """Ask for the window requests (the bucket groups of one export, fetched next, in this
-        order) in a few shared queries, read ahead on a second connection while the groups run.
+        order) in a few shared queries, read ahead on a second connection while groups run.
 
         A group's mints are hashed, so they are spread over the whole table: per-group queries
-        read the granules around every group's mints, many of them again for the next group
-        (measured in benchmarks/README.md). A shared query, sorted by group, reads each granule
-        once. Groups not prepared, or whose shared query failed before they were complete, ask
-        on their own.
+        read the granules around every group's mints, many of them again for the next group. A
+        shared query for ``prefetch_rows`` estimated rows of consecutive groups reads each
+        granule once; its rows are spilled by group (:class:`RoutedStream`). Groups not
+        prepared, or whose shared query failed before it ended, ask on their own.
         """
         self._drop_routed()
         if (
@@ -427,17 +452,18 @@ class SqlCandleSource:
             return
         info = self.describe()
         reader = self._fork()
-        chunks = _chunk_requests(requests, self.prefetch_rows)
         sql = candle_query(self.database, self.table, info, windows=True, grouped=True)
 
-        def produce() -> Iterator[tuple[int, pa.RecordBatch]]:
-            for first, chunk in chunks:
-                data, mints = grouped_request_data(chunk)
-                for batch in reader._stream(sql, data):
-                    yield from split_groups(batch, first, mints, info.has_ver, where=self.where)
+        def stream(chunk: list[int]) -> Iterator[tuple[int, pa.RecordBatch]]:
+            data, mints = grouped_request_data([requests[i] for i in chunk])
+            for batch in coalesce(reader._stream(sql, data)):
+                yield from split_groups(batch, chunk, mints, info.has_ver, where=self.where)
 
         keys = [r.ranges for r in requests if r.ranges is not None]
-        self._routed = RoutedStream(keys, produce, on_close=reader.close, budget_rows=self.group_rows)
+        chunks = _chunk_requests(requests, self.prefetch_rows)
+        self._routed = RoutedStream(
+            keys, chunks, stream, on_close=reader.close, budget_rows=self.prefetch_rows
+        )
 
     def _drop_routed(self) -> None:
         if self._routed is not None:
