@@ -278,7 +278,7 @@ def grouped_request_data(requests: Sequence[CandleRequest]) -> tuple[RequestData
     lo = min(int(p.params["lo_ms"][0]) for p in parts)
     hi = max(int(p.params["hi_ms"][0]) for p in parts)
     params = request_data(CandleRequest(requests[0].chain, requests[0].interval_s, None, lo, hi)).params
-    mints = [p.mints if p.mints is not None else pa.array([], pa.string()) for p in parts]
+    mints = [p.mints if p.mints is not None else pa.nulls(0, pa.string()) for p in parts]
     return RequestData(None, ranges, params), mints
 
 
@@ -299,7 +299,8 @@ def split_groups(
     >>> [(i, c.column("mint").to_pylist()) for i, c in split_groups(b, [5, 7], dicts, False, where="x")]
     [(5, ['a']), (7, ['c', 'b'])]
     """
-    grp = batch.column("grp").to_numpy()
+    column = batch.column("grp")  # UInt32, no nulls; Array.to_numpy would import pandas
+    grp = np.frombuffer(column.buffers()[1], dtype=np.uint32, count=len(column), offset=4 * column.offset)
     order = np.argsort(grp, kind="stable")
     grp = grp[order]
     rows = batch.drop_columns(["grp"]).take(from_numpy(order))
