@@ -265,6 +265,20 @@ def _claim_stop_signals() -> None:
         signals.install()
 
 
+def _use_jemalloc() -> None:
+    """PyArrow's jemalloc pool for a run, unless ``ARROW_DEFAULT_MEMORY_POOL`` names one: with
+    the default (mimalloc), memory freed by the prefetch and group threads stayed mapped (peak
+    RSS of a ClickHouse export at bench scale 10: 500 MiB with mimalloc, 414 with jemalloc)."""
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return
+    import pyarrow as pa
+
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+    except NotImplementedError:  # a PyArrow built without jemalloc keeps its default
+        pass
+
+
 def _options(ctx: typer.Context) -> dict[str, Any]:
     """The export options among the command's parameters (ExportOptions names them all)."""
     return {name: value for name, value in ctx.params.items() if name in ExportOptions.names()}
@@ -313,6 +327,7 @@ def export(
         from .render import progress_bar
 
         _claim_stop_signals()
+        _use_jemalloc()
 
         with progress_bar(enabled=fmt != "json") as progress:
             result = export_run_slices(alerts, **_options(ctx), progress=progress)
@@ -358,6 +373,7 @@ def corpus(
         from .render import progress_bar
 
         _claim_stop_signals()
+        _use_jemalloc()
 
         with progress_bar(enabled=fmt != "json") as progress:
             result = export_corpus(

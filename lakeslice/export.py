@@ -278,7 +278,7 @@ def export_run_slices(
     )
     store = open_store(data_root)
     with executing(executor, source, table=table, data_root=data_root, shards=source_shards) as (runner, src):
-        plan = plan_run(alerts, options, source=src)
+        plan = plan_run(alerts, options, source=src, group_rows=_group_rows(src, runner))
         tracker = GroupProgress(progress, groups=len(plan.groups))
         manifest, results = staged_run(
             store,
@@ -347,10 +347,17 @@ def executing(
             runner.close()
 
 
-def plan_run(alerts: str | Path | pl.DataFrame, options: ExportOptions, *, source: Source) -> RunPlan:
+def plan_run(
+    alerts: str | Path | pl.DataFrame,
+    options: ExportOptions,
+    *,
+    source: Source,
+    group_rows: int | None = None,
+) -> RunPlan:
     """Stage 1: validated options, normalized alerts, windows, merged ranges, bucket groups.
 
-    The ``source`` is asked only for its label, snapshot and preferred group size.
+    The ``source`` is asked only for its label, snapshot and preferred group size (unless
+    ``group_rows`` says it).
 
     >>> src = open_source("parquet://fixtures/candles.parquet")
     >>> plan = plan_run("fixtures/alerts.csv", ExportOptions(interval="1m", window="pre5_post10",
@@ -370,7 +377,7 @@ def plan_run(alerts: str | Path | pl.DataFrame, options: ExportOptions, *, sourc
     ranges = merge_windows(windows).join(buckets.lazy(), on="mint").collect()
     groups = bucket_groups(
         range_rows(ranges, spec.interval_s),
-        getattr(source, "group_rows", None),
+        group_rows if group_rows is not None else getattr(source, "group_rows", None),
         starts=getattr(source, "shard_starts", ()),
     )
     return RunPlan(
@@ -384,6 +391,15 @@ def plan_run(alerts: str | Path | pl.DataFrame, options: ExportOptions, *, sourc
         source_label=source.label,
         source_snapshot=source.snapshot(),
     )
+
+
+def _group_rows(source: Source, executor: Executor) -> int | None:
+    """Rows per group when the groups run in this process from a source's shared queries
+    (``shared_group_rows``): a group then costs the source nothing, so groups are smaller and
+    memory lower. Otherwise (remote executors) the source's own ``group_rows``."""
+    if getattr(executor, "remote", False):
+        return None
+    return getattr(source, "shared_group_rows", None)
 
 
 def staged_run(

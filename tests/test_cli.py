@@ -244,3 +244,23 @@ def test_env_source(tmp_path):
     assert res.exit_code == 0, res.stderr
     snapshot = json.loads(res.stdout)["manifest"]["inputs"]["source_snapshot"]
     assert snapshot["kind"] == "parquet"
+
+
+def test_runs_use_jemalloc_unless_the_environment_names_a_pool(monkeypatch):
+    """Exports allocate Arrow memory from jemalloc (mimalloc kept freed memory mapped); a pool
+    named in ARROW_DEFAULT_MEMORY_POOL is left alone."""
+    import pyarrow as pa
+
+    from lakeslice.cli import _use_jemalloc
+
+    before = pa.default_memory_pool()
+    try:
+        pa.set_memory_pool(pa.system_memory_pool())
+        monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "system")
+        _use_jemalloc()
+        assert pa.default_memory_pool().backend_name == "system"
+        monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL")
+        _use_jemalloc()
+        assert pa.default_memory_pool().backend_name == "jemalloc"
+    finally:
+        pa.set_memory_pool(before)

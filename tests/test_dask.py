@@ -243,9 +243,12 @@ def test_dask_export_equals_local(ch_source, local_export, dask_cluster, tmp_pat
     progress = Recorder()
     run = _export(ch_source, tmp_path, executor=dask_url(dask_cluster), progress=progress)
     assert run_files(run.run_dir) == run_files(local_run.run_dir)
-    # the same stages in the same order, groups done and rows as locally (locally rows advance
-    # as batches arrive, remotely when a group's result comes back)
-    assert _progress_summary(progress.calls) == _progress_summary(local_progress)
+    # the same stages in the same order and rows as locally (locally rows advance as batches
+    # arrive, remotely when a group's result comes back); locally the groups come from shared
+    # queries, in smaller groups (shared_group_rows)
+    ours, local = _progress_summary(progress.calls), _progress_summary(local_progress)
+    assert (ours[0], ours[2], ours[3]) == (local[0], local[2], local[3])
+    assert 3 <= ours[1] <= local[1]
     assert _progress_summary(progress.calls)[2] == run.rows_fetched
     assert run.manifest["content_sha256"] == local_run.manifest["content_sha256"]
     assert run.rows_fetched == local_run.rows_fetched

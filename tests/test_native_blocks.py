@@ -133,7 +133,7 @@ def _slices(manifest: dict, run_dir: Path) -> dict[str, pl.DataFrame]:
 #: from shared queries (``SqlCandleSource.prepare``), the path a large export takes.
 SMALL_GROUPS = (
     "import runpy, sys; from lakeslice.sources.clickhouse import ClickHouseSource;"
-    " ClickHouseSource.group_rows = 30; sys.argv[0] = 'lakeslice';"
+    " ClickHouseSource.shared_group_rows = 30; sys.argv[0] = 'lakeslice';"
     " runpy.run_module('lakeslice', run_name='__main__', alter_sys=True)"
 )
 

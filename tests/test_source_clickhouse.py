@@ -374,7 +374,7 @@ def test_export_is_the_same_with_and_without_shared_queries(candles, tmp_path, m
     alerts = pl.DataFrame(
         {"mint": MINTS, "ts": [(T0 + 60 * (40 + 7 * m)) * 1000 for m in range(len(MINTS))]}
     ).with_columns(pl.from_epoch("ts", time_unit="ms").dt.replace_time_zone("UTC"))
-    monkeypatch.setattr(ClickHouseSource, "group_rows", 30)  # a group per bucket or two
+    monkeypatch.setattr(ClickHouseSource, "shared_group_rows", 30)  # a group per bucket or two
     spill = tmp_path / "tmp"
     spill.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(spill))

@@ -427,6 +427,9 @@ class SqlCandleSource:
     group_rows = 400_000
     #: Estimated rows of one shared query of :meth:`prepare` (0: each group asks on its own).
     prefetch_rows = 0
+    #: Rows per group when groups run in this process from the shared queries (None: as
+    #: ``group_rows``): a group then costs the server nothing, and smaller groups less memory.
+    shared_group_rows: int | None = None
     _routed: RoutedStream | None = None
 
     def _fork(self: S) -> S:
