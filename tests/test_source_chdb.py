@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import polars as pl
 import pytest
-from test_source_clickhouse import HOSTILE, MINTS, T0, fetched, make_ranges, make_rows, reference
+from test_source_clickhouse import HOSTILE, MINTS, T0, _groups, fetched, make_ranges, make_rows, reference
 
 from lakeslice.sources.base import CandleRequest
 from lakeslice.sources.embedded import ChdbSource, seed_chdb
@@ -143,3 +143,20 @@ def test_missing_columns(chdb_path):
         list(src.fetch(CandleRequest("solana", 60, make_ranges())))
     assert "lake.partial" in str(err.value)
     assert "chain" in str(err.value) and "volume" in str(err.value)
+
+
+@pytest.mark.parametrize("prefetch_rows", [1, 10**9], ids=["a-query-per-group", "one-query"])
+def test_prepared_groups_get_exactly_their_rows(chdb_path, rows, prefetch_rows):
+    """Shared queries on the source's own session: each group gets its rows and no other's,
+    fetched out of order too; the session still answers afterwards."""
+    groups = _groups(make_ranges(), 3)
+    with source(chdb_path) as src:
+        src.prefetch_rows = prefetch_rows
+        src.prepare([CandleRequest("solana", 60, g) for g in groups])
+        assert src._routed is not None
+        got = {i: fetched(src, CandleRequest("solana", 60, groups[i])) for i in (2, 0, 1)}
+        for i, g in enumerate(groups):
+            assert got[i] == reference(rows, g) and sum(got[i].values()) > 20
+        assert fetched(src, CandleRequest("ethereum", 60, groups[0])) == reference(
+            rows, groups[0], chain="ethereum"
+        )

@@ -14,6 +14,7 @@ the next one.
 
 from __future__ import annotations
 
+import copy
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,12 +28,12 @@ from lakeslice.sources.base import SourceInfo, quantbot_ddl
 from lakeslice.sources.sql import (
     PARAMS_STRUCTURE,
     PARAMS_TABLE,
-    RANGES_STRUCTURE,
     RANGES_TABLE,
     RequestData,
     SqlCandleSource,
     TableInfo,
     check_identifier,
+    ranges_structure,
     table_info,
 )
 
@@ -88,6 +89,10 @@ class ChdbSource(SqlCandleSource):
     """``chdb://PATH`` candles: a chdb session at PATH, opened on first use."""
 
     kind = "chdb"
+    #: Shared queries as for the server (SqlCandleSource.prepare), on this source's session:
+    #: scale 1 in-process 6.1 -> 5.2 CPU-s, peak 700 -> 617 MiB with 200 k groups.
+    prefetch_rows = 4_000_000
+    shared_group_rows = 200_000
 
     def __init__(self, path: str | Path, *, table: str = "ohlcv_candles", database: str = "default"):
         self.path = Path(path)
@@ -140,8 +145,9 @@ class ChdbSource(SqlCandleSource):
             _temp_table(sess, PARAMS_TABLE, PARAMS_STRUCTURE)
             _insert_arrow(sess, PARAMS_TABLE, _as_arrow(data.params, PARAMS_STRUCTURE))
             if data.ranges is not None:
-                _temp_table(sess, RANGES_TABLE, RANGES_STRUCTURE)
-                _insert_arrow(sess, RANGES_TABLE, _as_arrow(data.ranges, RANGES_STRUCTURE))
+                structure = ranges_structure(data.ranges)
+                _temp_table(sess, RANGES_TABLE, structure)
+                _insert_arrow(sess, RANGES_TABLE, _as_arrow(data.ranges, structure))
             stream = sess.send_query(sql + _ARROW_SETTINGS, "Arrow")
             yield from _stream_batches(stream)
         except GeneratorExit:
@@ -152,7 +158,16 @@ class ChdbSource(SqlCandleSource):
             if stream is not None:
                 stream.close()
 
+    def _fork(self) -> ChdbSource:
+        # One session per process (chdb opens one data path): the twin shares it and leaves
+        # closing it to this source. Only the twin queries while the shared queries run.
+        twin = copy.copy(self)
+        twin.close = lambda: None  # type: ignore[method-assign]
+        twin._routed = None
+        return twin
+
     def close(self) -> None:
+        self._drop_routed()
         if self._session is not None:
             self._session.close()
             self._session = None
