@@ -171,7 +171,7 @@ class ParquetSource:
                 return
             try:
                 for path in spilled:  # none: the group has no row
-                    with pa.OSFile(str(path)) as source:
+                    with pa.memory_map(str(path)) as source:
                         reader = pa.ipc.open_file(source)
                         for i in range(reader.num_record_batches):
                             table = pa.Table.from_batches([reader.get_batch(i)])
