@@ -38,10 +38,16 @@ class ParquetSource:
     #: Estimated candle rows per bucket group: the files are read once for all groups
     #: (:meth:`prepare`), so small groups cost little and keep peak memory low.
     group_rows = 200_000
-    #: Rows per batch from the streaming engine: bounds what a pass holds at once.
+    #: Rows per batch from the streaming engine (a fetch that was not prepared).
     batch_rows = 65_536
-    #: Source rows per pass of :meth:`prepare` (about 15 row groups of 128 Ki rows).
-    pass_rows = 2_000_000
+    #: Source rows per pass of :meth:`prepare` (about 120 row groups of 128 Ki rows): a
+    #: bound on what the engine holds whatever it reads ahead. Each pass writes one spill file
+    #: per request, so passes much smaller than the file make many small files.
+    pass_rows = 16_000_000
+    #: Rows the pass's writers hold before they write, over all requests: each request's
+    #: writer writes every ``spill_rows / requests`` rows (at least 1,024), so the memory of
+    #: the pass does not grow with the number of groups.
+    spill_rows = 1_000_000
 
     def __init__(self, path: str | Path, *, corpus: bool = False) -> None:
         self.path = Path(path)
@@ -173,10 +179,8 @@ class ParquetSource:
             try:
                 for path in spilled:  # none: the group has no row
                     with pa.memory_map(str(path)) as source:
-                        reader = pa.ipc.open_file(source)
-                        for i in range(reader.num_record_batches):
-                            table = pa.Table.from_batches([reader.get_batch(i)])
-                            yield from self._as_candles(table, mints).to_batches()
+                        table = pa.ipc.open_file(source).read_all()
+                    yield from self._as_candles(table, mints).to_batches()
             finally:
                 for path in spilled:
                     path.unlink(missing_ok=True)
@@ -188,9 +192,10 @@ class ParquetSource:
         Bucket groups are sets of hashed mints, so every group touches nearly every row group of
         a file sorted by mint: reading per group would decode the whole file once per group.
         One streaming pass (in slices of ``pass_rows`` source rows) decodes it once and the
-        engine's partitioned sink writes each request's rows to its own files, with no Python
+        engine's partitioned sink writes each request's rows to its own file, with no Python
         between the decode and the files; each :meth:`fetch` of a prepared request then reads
-        its own rows back, and memory stays bounded by a slice and a group.
+        its own rows back. Memory stays bounded by the engine's read-ahead, ``spill_rows``
+        and a group.
         """
         self._drop_spill()
         if (
@@ -214,13 +219,14 @@ class ParquetSource:
             with self._reading(first.interval_s):
                 request = CandleRequest(first.chain, first.interval_s, tagged)
                 total = self._pruned(request).select(pl.len()).collect().item()
+                flush = max(1024, self.spill_rows // len(requests))
                 # passes over consecutive row slices, each drained before the next: what the
                 # engine holds grows with a pass, not with the files
                 for n, offset in enumerate(range(0, max(total, 1), self.pass_rows)):
                     query = self._candles(request, rows=(offset, self.pass_rows))
                     # the engine splits the rows by request and writes them in its own threads
                     where = pl.PartitionBy(spill / f"{n:06d}", key="_request", include_key=False)
-                    query.sink_ipc(where, maintain_order=False, mkdir=True)
+                    query.sink_ipc(where, maintain_order=False, mkdir=True, record_batch_size=flush)
         except BaseException:
             self._drop_spill()
             raise
