@@ -655,7 +655,7 @@ def fetch_frame(
         for chunk in _chunks(src.fetch(request), on_rows):
             frames.append(to_frame(chunk))
         if not frames:
-            return to_frame([pa.RecordBatch.from_pylist([], schema=CANDLE_SCHEMA)])
+            return to_frame([_no_candles()])
         return pl.concat(frames, rechunk=False)
 
     return with_retries(
@@ -693,9 +693,14 @@ def _chunks(
         yield pending
 
 
+def _no_candles() -> pa.RecordBatch:
+    """An empty batch of candles (``Schema.empty_table`` and ``from_pylist`` import pandas)."""
+    return pa.RecordBatch.from_arrays([pa.nulls(0, f.type) for f in CANDLE_SCHEMA], schema=CANDLE_SCHEMA)
+
+
 def _frame_of(batches: list[pa.RecordBatch]) -> pl.DataFrame:
     """One frame; ``mint`` as Polars Categorical when the source sent a dictionary."""
-    table = pa.Table.from_batches(batches) if batches else CANDLE_SCHEMA.empty_table()
+    table = pa.Table.from_batches(batches or [_no_candles()])
     return cast(pl.DataFrame, pl.from_arrow(table))  # a Table gives a DataFrame
 
 

@@ -129,15 +129,25 @@ def _slices(manifest: dict, run_dir: Path) -> dict[str, pl.DataFrame]:
     }
 
 
+#: ``python -m lakeslice ARGS`` with bucket groups of ~30 rows: the export runs its groups
+#: from shared queries (``SqlCandleSource.prepare``), the path a large export takes.
+SMALL_GROUPS = (
+    "import runpy, sys; from lakeslice.sources.clickhouse import ClickHouseSource;"
+    " ClickHouseSource.group_rows = 30; sys.argv[0] = 'lakeslice';"
+    " runpy.run_module('lakeslice', run_name='__main__', alter_sys=True)"
+)
+
+
 def test_clickhouse_export_imports_no_pandas_and_equals_the_parquet_export(clickhouse_server, tmp_path):
+    """In many groups and shared queries, like a large export."""
     load_candles(clickhouse_server, DB, "ohlcv_candles", pl.read_parquet(CANDLES_PQ))
     proc = subprocess.run(
         [
             sys.executable,
             "-X",
             "importtime",
-            "-m",
-            "lakeslice",
+            "-c",
+            SMALL_GROUPS,
             *_export_argv(clickhouse_server.url(DB), tmp_path / "ch"),
         ],
         capture_output=True,

@@ -288,26 +288,33 @@ def test_unreachable_port_is_a_connection_error():
     assert f"127.0.0.1:{port}" in msg and "lake.ohlcv_candles" in msg and PASSWORD not in msg
 
 
+N_MINTS, PER_MINT = 40, 20_000
+
+
+def _numbers_table(server) -> tuple[pl.DataFrame, int]:
+    """``lake.ohlcv_candles`` of 40 mints × 20,000 minutes; ranges covering all of it."""
+    client = server.client()
+    client.execute("CREATE DATABASE lake")
+    client.execute(quantbot_ddl("lake.ohlcv_candles"))
+    # Bulk rows generated server-side from fixed text (no user values involved).
+    client.execute(
+        f"INSERT INTO lake.ohlcv_candles SELECT concat('m', toString(number % {N_MINTS})), 'solana',"
+        f" toDateTime({T0} + 60 * intDiv(number, {N_MINTS})), 60, number, number, number, number,"
+        f" number FROM system.numbers LIMIT {N_MINTS * PER_MINT}"
+    )
+    client.disconnect()
+    mints = sorted(f"m{m}" for m in range(N_MINTS))
+    end = (T0 + 60 * PER_MINT) * 1000
+    ranges = pl.DataFrame({"mint": mints, "start_ms": [0] * N_MINTS, "end_ms": [end] * N_MINTS})
+    return ranges, PER_MINT
+
+
 @pytest.mark.clickhouse
 @pytest.mark.slow
 def test_server_dies_mid_stream_then_recovers(tmp_path):
     """A killed server mid-stream is a SourceConnectionError; after restart the source works."""
     with ClickHouseServer(tmp_path / "ch") as server:
-        n_mints, per = 40, 20_000
-        client = server.client()
-        client.execute("CREATE DATABASE lake")
-        client.execute(quantbot_ddl("lake.ohlcv_candles"))
-        # Bulk rows generated server-side from fixed text (no user values involved).
-        client.execute(
-            "INSERT INTO lake.ohlcv_candles SELECT concat('m', toString(number % 40)), 'solana',"
-            f" toDateTime({T0} + 60 * intDiv(number, 40)), 60, number, number, number, number,"
-            f" number FROM system.numbers LIMIT {n_mints * per}"
-        )
-        client.disconnect()
-        mints = [f"m{m}" for m in range(n_mints)]
-        ranges = pl.DataFrame(
-            {"mint": mints, "start_ms": [0] * n_mints, "end_ms": [(T0 + 60 * per) * 1000] * n_mints}
-        ).sort("mint")
+        ranges, per = _numbers_table(server)
         src = ClickHouseSource.from_url(server.url("lake", "lake", PASSWORD))
         stream = src.fetch(CandleRequest("solana", 60, ranges))
         first = next(stream)
@@ -319,5 +326,107 @@ def test_server_dies_mid_stream_then_recovers(tmp_path):
         assert f"127.0.0.1:{server.port}" in str(err.value) and PASSWORD not in str(err.value)
         server.start()
         total = sum(b.num_rows for b in src.fetch(CandleRequest("solana", 60, ranges)))
-        assert total == n_mints * per
+        assert total == N_MINTS * per
+        src.close()
+
+
+# -- many groups in shared queries (prepare) -------------------------------------------------
+
+
+def _groups(ranges: pl.DataFrame, n: int) -> list[pl.DataFrame]:
+    """The ranges split into ``n`` requests of whole mints (as bucket groups are)."""
+    mints = sorted(ranges["mint"].unique().to_list())
+    return [ranges.filter(pl.col("mint").is_in(mints[i::n])) for i in range(n)]
+
+
+@pytest.mark.parametrize("prefetch_rows", [1, 10**9], ids=["a-query-per-group", "one-query"])
+def test_prepared_groups_get_exactly_their_rows(candles, rows, prefetch_rows):
+    """Each group of a shared query gets its own rows, no other's, in either chunking; a group
+    prepared but fetched out of order still gets them; a request not prepared asks on its own."""
+    groups = _groups(make_ranges(), 3)
+    with source(candles) as src:
+        src.prefetch_rows = prefetch_rows
+        src.prepare([CandleRequest("solana", 60, g) for g in groups])
+        assert src._routed is not None
+        order = [0, 2, 1]  # out of order: group 1 waits in its spill file
+        got = {i: fetched(src, CandleRequest("solana", 60, groups[i])) for i in order}
+        for i, g in enumerate(groups):
+            assert got[i] == reference(rows, g)
+            assert sum(got[i].values()) > 20
+        # handed out once: asking again runs the group's own query, same rows
+        assert fetched(src, CandleRequest("solana", 60, groups[0])) == reference(rows, groups[0])
+
+
+def test_prepare_skips_mixed_or_single_requests(candles):
+    groups = _groups(make_ranges(), 2)
+    with source(candles) as src:
+        src.prepare([CandleRequest("solana", 60, groups[0])])
+        assert src._routed is None  # one group: nothing to share
+        src.prepare([CandleRequest("solana", 60, groups[0]), CandleRequest("solana", 300, groups[1])])
+        assert src._routed is None  # two intervals: two different queries
+
+
+def test_export_is_the_same_with_and_without_shared_queries(candles, tmp_path, monkeypatch):
+    """Bytes of a many-group export do not depend on how the groups were fetched."""
+    from lakeslice.export import export_run_slices
+
+    alerts = pl.DataFrame(
+        {"mint": MINTS, "ts": [(T0 + 60 * (40 + 7 * m)) * 1000 for m in range(len(MINTS))]}
+    ).with_columns(pl.from_epoch("ts", time_unit="ms").dt.replace_time_zone("UTC"))
+    monkeypatch.setattr(ClickHouseSource, "group_rows", 30)  # a group per bucket or two
+    sha = {}
+    for prefetch_rows in (0, 10**9, 1):
+        monkeypatch.setattr(ClickHouseSource, "prefetch_rows", prefetch_rows)
+        with source(candles) as src:
+            res = export_run_slices(
+                alerts,
+                interval="1m",
+                window="pre5_post20",
+                source=src,
+                data_root=tmp_path / str(prefetch_rows),
+                run_id="r",
+            )
+        assert len(res.manifest["files"]) > 4
+        sha[prefetch_rows] = (res.manifest["content_sha256"], res.rows_fetched)
+    assert sha[0] == sha[10**9] == sha[1]
+    assert sha[0][1] > 100
+
+
+@pytest.mark.clickhouse
+@pytest.mark.slow
+def test_shared_query_fails_groups_ask_on_their_own(tmp_path):
+    """The server dies between two shared queries: the group already spilled reads its rows,
+    the next shared query fails, and every later group asks on its own (after the restart)
+    and still gets all its rows."""
+    import time
+
+    from lakeslice.export import fetch_frame
+    from lakeslice.sources.base import Retry
+
+    with ClickHouseServer(tmp_path / "ch") as server:
+        ranges, per = _numbers_table(server)
+        groups = _groups(ranges, 4)
+        src = ClickHouseSource.from_url(server.url("lake", "lake", PASSWORD))
+        src.retry = Retry(retries=8, first_wait=0.5)
+        src.prefetch_rows = 1  # a query per group; the next starts once the last is read
+        src.prepare([CandleRequest("solana", 60, g) for g in groups])
+        routed = src._routed
+        assert routed is not None
+        deadline = time.monotonic() + 60
+        while not routed._complete[0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        server.kill()
+        frames = [fetch_frame(src, chain="solana", interval_s=60, ranges=groups[0], buckets=("00",))]
+        deadline = time.monotonic() + 60
+        while routed._error is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert routed._error is not None and not any(routed._complete[1:])
+        server.start()
+        frames += [
+            fetch_frame(src, chain="solana", interval_s=60, ranges=g, buckets=("00",)) for g in groups[1:]
+        ]
+        for g, frame in zip(groups, frames, strict=True):
+            assert frame.height == g.height * per
+            assert frame["ts_ms"].n_unique() == per
+            assert sorted(frame["mint"].cast(pl.String).unique()) == sorted(g["mint"])
         src.close()

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, TypedDict, TypeVar
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -202,3 +203,14 @@ def nothing_to_fetch(src: Source, *, chain: str, interval_s: int) -> None:
         f"{where}: no candle of chain {chain!r} at interval {format_interval(interval_s)};"
         f" it holds: {have or 'nothing'}{more}"
     )
+
+
+def from_numpy(values: np.ndarray) -> pa.Array:
+    """A 1-d numeric array as Arrow without a copy (``pa.array`` would import pandas to check
+    whether ``values`` is a pandas object).
+
+    >>> from_numpy(np.arange(3, dtype=np.int64)).to_pylist()
+    [0, 1, 2]
+    """
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])

@@ -17,6 +17,7 @@ shards; no ``GLOBAL IN`` is needed, which would send the ranges twice.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Iterator
@@ -29,12 +30,12 @@ from lakeslice.sources.base import Retry, SourceInfo
 from lakeslice.sources.sql import (
     PARAMS_STRUCTURE,
     PARAMS_TABLE,
-    RANGES_STRUCTURE,
     RANGES_TABLE,
     RequestData,
     SqlCandleSource,
     TableInfo,
     check_identifier,
+    ranges_structure,
     table_info,
 )
 
@@ -133,6 +134,9 @@ class ClickHouseSource(SqlCandleSource):
     """``clickhouse://`` candles; one native connection, opened on first use."""
 
     kind = "clickhouse"
+    #: One shared query per ~4 M estimated rows (see SqlCandleSource.prepare): the server
+    #: holds that many rows while it sorts them by group.
+    prefetch_rows = 4_000_000
 
     def __init__(
         self,
@@ -234,7 +238,7 @@ class ClickHouseSource(SqlCandleSource):
 
         tables = [(PARAMS_TABLE, PARAMS_STRUCTURE, data.params)]
         if data.ranges is not None:
-            tables.append((RANGES_TABLE, RANGES_STRUCTURE, data.ranges))
+            tables.append((RANGES_TABLE, ranges_structure(data.ranges), data.ranges))
         finished = False
         try:
             client = self._connect()
@@ -253,7 +257,13 @@ class ClickHouseSource(SqlCandleSource):
                 # Abandoned or broken stream: drop the connection rather than drain it.
                 self._client.disconnect()
 
+    def _fork(self) -> ClickHouseSource:
+        twin = copy.copy(self)
+        twin._client, twin._routed = None, None
+        return twin
+
     def close(self) -> None:
+        self._drop_routed()
         if self._client is not None:
             self._client.disconnect()
             self._client = None

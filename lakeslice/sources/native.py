@@ -26,6 +26,8 @@ from clickhouse_driver.protocol import ServerPacketTypes
 from clickhouse_driver.reader import read_binary_str, read_binary_uint8
 from clickhouse_driver.varint import read_varint
 
+from lakeslice.sources.base import from_numpy
+
 __all__ = ["ARROW", "arrow_blocks", "read_batch", "send_tables", "stream_batches"]
 
 #: Client-settings key: this query's data blocks are read as Arrow record batches.
@@ -164,14 +166,3 @@ def _decode_decimal(fin: Any, n: int, precision: int, scale: int) -> pa.Array:
         words = np.empty(2 * n, dtype=np.int64)
         words[0::2], words[1::2] = low, low >> 63  # sign-extended to 128 bits
     return pa.Array.from_buffers(pa.decimal128(precision, scale), n, [None, pa.py_buffer(words)])
-
-
-def from_numpy(values: np.ndarray) -> pa.Array:
-    """A 1-d numeric array as Arrow without a copy (``pa.array`` would import pandas to check
-    whether ``values`` is a pandas object).
-
-    >>> from_numpy(np.arange(3, dtype=np.int64)).to_pylist()
-    [0, 1, 2]
-    """
-    values = np.ascontiguousarray(values)
-    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])

@@ -19,7 +19,7 @@ Server versions (tested: Debian's 18.16 and 26.x via chdb). What differs, and wh
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -28,7 +28,8 @@ import polars as pl
 import pyarrow as pa
 
 from lakeslice.errors import InputError, RunError
-from lakeslice.sources.base import CANDLE_SCHEMA, HOLDINGS_SCHEMA, QUANTBOT_COLUMNS, CandleRequest
+from lakeslice.sources.base import CANDLE_SCHEMA, HOLDINGS_SCHEMA, QUANTBOT_COLUMNS, CandleRequest, from_numpy
+from lakeslice.sources.routed import RoutedStream
 
 __all__ = [
     "SqlCandleSource",
@@ -62,6 +63,8 @@ RANGES_STRUCTURE = [
     ("start_ms", "Int64"),
     ("end_ms", "Int64"),
 ]
+#: The ranges of many groups in one query (:meth:`SqlCandleSource.prepare`): ``grp`` numbers them.
+GROUPED_RANGES_STRUCTURE = [*RANGES_STRUCTURE, ("grp", "UInt32")]
 PARAMS_STRUCTURE = [
     ("chain", "String"),
     ("interval_s", "UInt32"),
@@ -113,8 +116,9 @@ def _strip_wrappers(type_name: str) -> str:
     return type_name
 
 
-def candle_query(database: str, table: str, info: TableInfo, *, windows: bool) -> str:
-    """The SELECT for a window request (``windows``) or a corpus request.
+def candle_query(database: str, table: str, info: TableInfo, *, windows: bool, grouped: bool = False) -> str:
+    """The SELECT for a window request (``windows``) or a corpus request; ``grouped``: the
+    window request of many groups at once, each row with its ranges' ``grp``.
 
     Reads ``RANGES_TABLE``/``PARAMS_TABLE`` (external tables on a server, temporary tables in
     chdb). The inner query filters on columns only, so the primary key prunes by mint, interval
@@ -144,7 +148,11 @@ def candle_query(database: str, table: str, info: TableInfo, *, windows: bool) -
     exact = f"ts_ms >= (SELECT lo_ms FROM {PARAMS_TABLE}) AND ts_ms < (SELECT hi_ms FROM {PARAMS_TABLE})"
     if not windows:
         return f"SELECT * FROM ({inner}) AS c WHERE {exact}"
-    cols = f"mint_id, ts_ms, {', '.join(OHLCV)}" + (", ver" if info.has_ver else "")
+    cols = (
+        f"mint_id, ts_ms, {', '.join(OHLCV)}"
+        + (", ver" if info.has_ver else "")
+        + (", grp" if grouped else "")
+    )
     inner += f" AND token_address IN (SELECT token_address FROM {RANGES_TABLE})"
     return (
         f"SELECT {cols} FROM ({inner}) AS c"
@@ -190,6 +198,22 @@ def holdings_frame(batches: list[pa.RecordBatch]) -> pl.DataFrame:
         return pl.DataFrame(schema=HOLDINGS_SCHEMA)
     frame = pl.DataFrame(pa.Table.from_batches(batches))
     return frame.select(pl.col(c).cast(t) for c, t in HOLDINGS_SCHEMA.items()).sort("chain", "interval_s")
+
+
+def _chunk_requests(requests: Sequence[CandleRequest], rows: int) -> list[list[int]]:
+    """Indexes of consecutive requests whose estimated rows add up to about ``rows``: one
+    shared query each."""
+    chunks: list[list[int]] = []
+    total = rows
+    for i, r in enumerate(requests):
+        assert r.ranges is not None
+        est = int(((r.ranges["end_ms"] - r.ranges["start_ms"]) // (r.interval_s * 1000)).sum())
+        if total + est > rows and total > 0:
+            chunks.append([])
+            total = 0
+        chunks[-1].append(i)
+        total += est
+    return chunks
 
 
 @dataclass(frozen=True)
@@ -240,6 +264,74 @@ def request_data(request: CandleRequest) -> RequestData:
         "hi_s": np.array([hi_s], dtype=np.uint32),
     }
     return RequestData(mints, ranges, params)
+
+
+def grouped_request_data(requests: Sequence[CandleRequest]) -> tuple[RequestData, list[pa.Array]]:
+    """One request's tables for many window requests of one chain and interval: the ranges of
+    request ``i`` carry ``grp = i`` and its own mint ids; and each request's dictionary."""
+    parts = [request_data(r) for r in requests]
+    ranges = {
+        c: np.concatenate([p.ranges[c] for p in parts if p.ranges is not None]) for c, _ in RANGES_STRUCTURE
+    }
+    sizes = [len(p.ranges["mint_id"]) if p.ranges is not None else 0 for p in parts]
+    ranges["grp"] = np.repeat(np.arange(len(parts), dtype=np.uint32), sizes)
+    lo = min(int(p.params["lo_ms"][0]) for p in parts)
+    hi = max(int(p.params["hi_ms"][0]) for p in parts)
+    params = request_data(CandleRequest(requests[0].chain, requests[0].interval_s, None, lo, hi)).params
+    mints = [p.mints if p.mints is not None else pa.nulls(0, pa.string()) for p in parts]
+    return RequestData(None, ranges, params), mints
+
+
+def ranges_structure(ranges: dict[str, np.ndarray]) -> list[tuple[str, str]]:
+    """The ranges table's columns: with ``grp`` when it holds many groups."""
+    return GROUPED_RANGES_STRUCTURE if "grp" in ranges else RANGES_STRUCTURE
+
+
+def split_groups(
+    batch: pa.RecordBatch, indexes: list[int], mints: list[pa.Array], has_ver: bool, *, where: str
+) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """``(request index, candle batch)`` for each ``grp`` of a batch of a grouped query, whose
+    ``grp = g`` is request ``indexes[g]``: one sort by group, then a loop over groups, not rows.
+
+    >>> b = pa.record_batch({"mint_id": pa.array([1, 0, 0], pa.int32()), "ts_ms": pa.array([0, 0, 60_000]),
+    ...     **{c: pa.array([1.0, 2.0, 3.0]) for c in OHLCV}, "grp": pa.array([1, 0, 1], pa.uint32())})
+    >>> dicts = [pa.array(["a"]), pa.array(["b", "c"])]
+    >>> [(i, c.column("mint").to_pylist()) for i, c in split_groups(b, [5, 7], dicts, False, where="x")]
+    [(5, ['a']), (7, ['c', 'b'])]
+    """
+    column = batch.column("grp")  # UInt32, no nulls; Array.to_numpy would import pandas
+    grp = np.frombuffer(column.buffers()[1], dtype=np.uint32, count=len(column), offset=4 * column.offset)
+    order = np.argsort(grp, kind="stable")
+    grp = grp[order]
+    rows = batch.drop_columns(["grp"]).take(from_numpy(order))
+    starts = [0, *(np.flatnonzero(grp[1:] != grp[:-1]) + 1).tolist(), len(grp)]
+    for lo, hi in zip(starts[:-1], starts[1:], strict=True):
+        g = int(grp[lo])
+        yield indexes[g], to_candle_batch(rows.slice(lo, hi - lo), mints[g], has_ver, where=where)
+
+
+def coalesce(batches: Iterator[pa.RecordBatch], rows: int = 128 * 1024) -> Iterator[pa.RecordBatch]:
+    """Consecutive batches joined into batches of at least ``rows`` rows (the last may be
+    shorter): a server's blocks after a join hold ~1,300 rows, too few to work on one by one.
+
+    >>> b = pa.record_batch({"x": [1, 2]})
+    >>> [x.num_rows for x in coalesce(iter([b] * 5), rows=4)]
+    [4, 4, 2]
+    """
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        pending.append(batch)
+        count += batch.num_rows
+        if count >= rows:
+            yield _joined(pending)
+            pending, count = [], 0
+    if pending:
+        yield _joined(pending)
+
+
+def _joined(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
 
 
 def to_candle_batch(
@@ -333,9 +425,59 @@ class SqlCandleSource:
     #: Estimated candle rows per bucket group. The primary key prunes every query, so small
     #: groups cost little here and keep peak memory low (see benchmarks/README.md).
     group_rows = 400_000
+    #: Estimated rows of one shared query of :meth:`prepare` (0: each group asks on its own).
+    prefetch_rows = 0
+    _routed: RoutedStream | None = None
+
+    def _fork(self: S) -> S:
+        """A copy of this source with its own connection (opened on first use)."""
+        raise NotImplementedError
+
+    def prepare(self, requests: Sequence[CandleRequest]) -> None:
+        """Ask for the window requests (the bucket groups of one export, fetched next, in this
+        order) in a few shared queries, read ahead on a second connection while groups run.
+
+        A group's mints are hashed, so they are spread over the whole table: per-group queries
+        read the granules around every group's mints, many of them again for the next group. A
+        shared query for ``prefetch_rows`` estimated rows of consecutive groups reads each
+        granule once; its rows are spilled by group (:class:`RoutedStream`). Groups not
+        prepared, or whose shared query failed before it ended, ask on their own.
+        """
+        self._drop_routed()
+        if (
+            not self.prefetch_rows
+            or len(requests) < 2
+            or any(r.ranges is None for r in requests)
+            or len({(r.chain, r.interval_s) for r in requests}) != 1
+        ):
+            return
+        info = self.describe()
+        reader = self._fork()
+        sql = candle_query(self.database, self.table, info, windows=True, grouped=True)
+
+        def stream(chunk: list[int]) -> Iterator[tuple[int, pa.RecordBatch]]:
+            data, mints = grouped_request_data([requests[i] for i in chunk])
+            for batch in coalesce(reader._stream(sql, data)):
+                yield from split_groups(batch, chunk, mints, info.has_ver, where=self.where)
+
+        keys = [r.ranges for r in requests if r.ranges is not None]
+        chunks = _chunk_requests(requests, self.prefetch_rows)
+        self._routed = RoutedStream(
+            keys, chunks, stream, on_close=reader.close, budget_rows=self.prefetch_rows
+        )
+
+    def _drop_routed(self) -> None:
+        if self._routed is not None:
+            self._routed.close()
+            self._routed = None
 
     def fetch(self, request: CandleRequest) -> Iterator[pa.RecordBatch]:
-        """Stream the request's candles (a dropped server connection: SourceConnectionError)."""
+        """Stream the request's candles (a dropped server connection: SourceConnectionError):
+        from the shared query of :meth:`prepare` when it holds the request, else its own."""
+        routed = self._routed.take(request.ranges) if self._routed and request.ranges is not None else None
+        if routed is not None:
+            yield from routed
+            return
         info = self.describe()
         data = request_data(request)
         if data.mints is not None and not len(data.mints):
