@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections import Counter
 
 import polars as pl
@@ -374,6 +375,9 @@ def test_export_is_the_same_with_and_without_shared_queries(candles, tmp_path, m
         {"mint": MINTS, "ts": [(T0 + 60 * (40 + 7 * m)) * 1000 for m in range(len(MINTS))]}
     ).with_columns(pl.from_epoch("ts", time_unit="ms").dt.replace_time_zone("UTC"))
     monkeypatch.setattr(ClickHouseSource, "group_rows", 30)  # a group per bucket or two
+    spill = tmp_path / "tmp"
+    spill.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spill))
     sha = {}
     for prefetch_rows in (0, 10**9, 1):
         monkeypatch.setattr(ClickHouseSource, "prefetch_rows", prefetch_rows)
@@ -390,6 +394,7 @@ def test_export_is_the_same_with_and_without_shared_queries(candles, tmp_path, m
         sha[prefetch_rows] = (res.manifest["content_sha256"], res.rows_fetched)
     assert sha[0] == sha[10**9] == sha[1]
     assert sha[0][1] > 100
+    assert list(spill.iterdir()) == []  # the spill went with the source
 
 
 @pytest.mark.clickhouse
