@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -95,6 +96,62 @@ def test_prepared_source_reads_the_file_once(sorted_source, small_groups, tmp_pa
     assert not spill.exists()
 
 
+def test_prepared_requests_get_exactly_their_rows(sorted_source, small_groups, monkeypatch):
+    """Requests of the one pass, each against a brute-force selection of the source rows: a
+    request with no row in the file fetches nothing, a mint's rows from two passes arrive
+    whole, each request's rows are handed out once (a second fetch reads
+    the file), and its spill files are gone once read; files written in several batches
+    read back whole."""
+    from lakeslice.sources.base import CandleRequest
+
+    path, _, candles, _ = sorted_source
+    mints = sorted(set(candles["token_address"]))
+    first = int(candles["timestamp"].min().replace(tzinfo=dt.timezone.utc).timestamp() * 1000)
+    minute = 60_000
+
+    def request(rows: list[tuple[str, int, int]]) -> CandleRequest:
+        ranges = pl.DataFrame(rows, schema=["mint", "start_ms", "end_ms"], orient="row")
+        return CandleRequest("solana", INTERVAL_S, ranges.sort("mint", "start_ms"))
+
+    # a mint whose rows straddle the end of the first pass
+    straddle = candles["token_address"][ParquetSource.pass_rows]
+    assert candles["token_address"][ParquetSource.pass_rows - 1] == straddle
+    requests = [
+        # two ranges of that mint: its rows come from two passes
+        request(
+            [(straddle, first, first + 150 * minute), (straddle, first + 200 * minute, first + 390 * minute)]
+        ),
+        request([(m, first, first + 400 * minute) for m in mints[5:16]]),  # whole passes
+        request([("no-such-mint", first, first + 400 * minute)]),  # nothing in the file
+        request([(mints[-1], first - 50 * minute, first + 3 * minute)]),  # starts before the data
+    ]
+    monkeypatch.setattr(ParquetSource, "spill_rows", 1)  # written 1,024 rows at a time
+    src = ParquetSource(path)
+    src.prepare(requests)
+    spill = src._spill.dir
+    assert len({p.parent.parent for p in spill.rglob("_request=0/*.ipc")}) == 2  # two passes
+    batches = [pa.ipc.open_file(pa.memory_map(str(p))).num_record_batches for p in spill.rglob("*.ipc")]
+    assert max(batches) > 1
+    got = [_fetched(src, r) for r in requests]
+    assert not list(spill.rglob("*.ipc"))  # each request's files are deleted once read
+    again = _fetched(src, requests[1])  # handed out once: now read from the file
+    src.close()
+
+    source = candles.with_columns(
+        ts_ms=pl.col("timestamp").dt.replace_time_zone("UTC").dt.timestamp("ms")
+    ).rows(named=True)
+    for req, rows in zip(requests, got, strict=True):
+        wanted = sorted(
+            (c["token_address"], c["ts_ms"], *(float(c[k]) for k in ref.OHLCV), 0)
+            for c in source
+            for m, lo, hi in req.ranges.rows()
+            if c["token_address"] == m and lo <= c["ts_ms"] < hi
+        )
+        assert rows == wanted
+    assert [len(g) for g in got][2] == 0 and all(got[i] for i in (0, 1, 3))
+    assert again == got[1]
+
+
 def _fetched(src: ParquetSource, request) -> list[tuple]:
     frames = [pl.from_arrow(b) for b in src.fetch(request)]
     return sorted(pl.concat(frames).rows()) if frames else []
@@ -110,19 +167,27 @@ def test_export_from_many_groups_equals_the_reference(sorted_source, small_group
 
 def test_group_size_does_not_change_a_byte(sorted_source, tmp_path, monkeypatch):
     """One group (no prepared pass) and many groups (spilled in one pass or in several passes
-    over row slices) seal the same content."""
+    over row slices, each request's rows written at once or 1,024 rows at a time) seal the
+    same content."""
     path, alerts, _, _ = sorted_source
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
     hashes = []
-    for rows, passes in ((10**9, 10**9), (400, 10**9), (400, 1_500), (400, 999)):
+    for rows, passes, spill in (
+        (10**9, 10**9, 10**9),
+        (400, 10**9, 10**9),
+        (400, 10**9, 1),
+        (400, 1_500, 10**9),
+        (400, 999, 1),
+    ):
         monkeypatch.setattr(ParquetSource, "group_rows", rows)
         monkeypatch.setattr(ParquetSource, "pass_rows", passes)
+        monkeypatch.setattr(ParquetSource, "spill_rows", spill)
         res = export_run_slices(
             alerts,
             interval="1m",
             window=WINDOW,
             source=f"parquet://{path}",
-            data_root=tmp_path / f"{rows}-{passes}",
+            data_root=tmp_path / f"{rows}-{passes}-{spill}",
         )
         hashes.append(res.manifest["content_sha256"])
     assert len(set(hashes)) == 1

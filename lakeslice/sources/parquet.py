@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -37,10 +38,16 @@ class ParquetSource:
     #: Estimated candle rows per bucket group: the files are read once for all groups
     #: (:meth:`prepare`), so small groups cost little and keep peak memory low.
     group_rows = 200_000
-    #: Rows per batch from the streaming engine: bounds what a pass holds at once.
+    #: Rows per batch from the streaming engine (a fetch that was not prepared).
     batch_rows = 65_536
-    #: Source rows per pass of :meth:`prepare` (about 15 row groups of 128 Ki rows).
-    pass_rows = 2_000_000
+    #: Source rows per pass of :meth:`prepare` (about 120 row groups of 128 Ki rows): a
+    #: bound on what the engine holds whatever it reads ahead. Each pass writes one spill file
+    #: per request, so passes much smaller than the file make many small files.
+    pass_rows = 16_000_000
+    #: Rows the pass's writers hold before they write, over all requests: each request's
+    #: writer writes every ``spill_rows / requests`` rows (at least 1,024), so the memory of
+    #: the pass does not grow with the number of groups.
+    spill_rows = 1_000_000
 
     def __init__(self, path: str | Path, *, corpus: bool = False) -> None:
         self.path = Path(path)
@@ -167,14 +174,16 @@ class ParquetSource:
                 for frame in self._candles(request).collect_batches(
                     maintain_order=False, chunk_size=self.batch_rows
                 ):
-                    yield from self._as_candles(frame, mints).to_batches()
+                    yield from self._as_candles(frame.to_arrow(), mints).to_batches()
                 return
             try:
-                if spilled.exists():  # no file: the group has no row
-                    with pa.OSFile(str(spilled)) as source:
-                        yield from pa.ipc.open_stream(source)
+                for path in spilled:  # none: the group has no row
+                    with pa.memory_map(str(path)) as source:
+                        table = pa.ipc.open_file(source).read_all()
+                    yield from self._as_candles(table, mints).to_batches()
             finally:
-                spilled.unlink(missing_ok=True)
+                for path in spilled:
+                    path.unlink(missing_ok=True)
 
     def prepare(self, requests: Sequence[CandleRequest]) -> None:
         """Read the files once for all ``requests`` (the bucket groups of one export, fetched
@@ -182,9 +191,11 @@ class ParquetSource:
 
         Bucket groups are sets of hashed mints, so every group touches nearly every row group of
         a file sorted by mint: reading per group would decode the whole file once per group.
-        One streaming pass (in slices of ``pass_rows`` source rows) decodes it once; each
-        :meth:`fetch` of a prepared request then reads its own rows back, and memory stays
-        bounded by a batch, a slice and a group.
+        One streaming pass (in slices of ``pass_rows`` source rows) decodes it once and the
+        engine's partitioned sink writes each request's rows to its own file, with no Python
+        between the decode and the files; each :meth:`fetch` of a prepared request then reads
+        its own rows back. Memory stays bounded by the engine's read-ahead, ``spill_rows``
+        and a group.
         """
         self._drop_spill()
         if (
@@ -201,34 +212,27 @@ class ParquetSource:
                 for i, r in enumerate(ranges)
             ]
         )
-        mints = [_request_mints(r) for r in ranges]
         spill = Path(tempfile.mkdtemp(prefix="lakeslice-spill-"))
         # removed by close(), or when the source is collected or the interpreter exits
         self._spill = _Spill(spill, list(ranges), weakref.finalize(self, shutil.rmtree, spill, True))
-        writers: dict[Path, pa.ipc.RecordBatchStreamWriter] = {}
         try:
             with self._reading(first.interval_s):
                 request = CandleRequest(first.chain, first.interval_s, tagged)
                 total = self._pruned(request).select(pl.len()).collect().item()
-                # passes over consecutive row slices: the engine reads ahead of this loop, and
-                # what it holds is drained at the end of each pass, so it grows with a pass,
-                # not with the files
-                for offset in range(0, max(total, 1), self.pass_rows):
+                flush = max(1024, self.spill_rows // len(requests))
+                # passes over consecutive row slices, each drained before the next: what the
+                # engine holds grows with a pass, not with the files
+                for n, offset in enumerate(range(0, max(total, 1), self.pass_rows)):
                     query = self._candles(request, rows=(offset, self.pass_rows))
-                    for frame in query.collect_batches(maintain_order=False, chunk_size=self.batch_rows):
-                        parts = frame.partition_by("_request", as_dict=True, include_key=False)
-                        for (tag,), part in parts.items():
-                            rows = self._as_candles(part, mints[int(tag)])
-                            _spill_part(rows, spill / f"{tag}.arrow", writers)
+                    # the engine splits the rows by request and writes them in its own threads
+                    where = pl.PartitionBy(spill / f"{n:06d}", key="_request", include_key=False)
+                    query.sink_ipc(where, maintain_order=False, mkdir=True, record_batch_size=flush)
         except BaseException:
             self._drop_spill()
             raise
-        finally:
-            for writer in writers.values():
-                writer.close()
 
-    def _take_spill(self, request: CandleRequest) -> Path | None:
-        """The spill file of a prepared request (each is read once), or None."""
+    def _take_spill(self, request: CandleRequest) -> list[Path] | None:
+        """The spill files of a prepared request (each is read once), or None."""
         if self._spill is None or request.ranges is None:
             return None
         return self._spill.take(request.ranges)
@@ -273,7 +277,7 @@ class ParquetSource:
         )
         return candles.select("_mint_id", *CANDLE_SCHEMA.names[1:], *raw, *tag)
 
-    def _as_candles(self, frame: pl.DataFrame, mints: pa.Array | None) -> pa.Table:
+    def _as_candles(self, table: pa.Table, mints: pa.Array | None) -> pa.Table:
         """Rows of :meth:`_candles` in CANDLE_SCHEMA (``mint`` over the dictionary ``mints``
         for a window request).
 
@@ -281,12 +285,11 @@ class ParquetSource:
         line, naming the file and column) as the SQL sources.
         """
         where = str(self._store.root if self._store is not None else self.path)
-        table = frame.to_arrow()
         if mints is None:
-            schema, columns = CANDLE_SCHEMA, [table.column("mint").cast(pa.string())]
+            schema, columns = CANDLE_SCHEMA, [_typed(table.column("mint"), pa.string())]
         else:
             schema = DICT_CANDLE_SCHEMA
-            ids = table.column("_mint_id").cast(pa.int32())
+            ids = _typed(table.column("_mint_id"), pa.int32())
             columns = [
                 pa.chunked_array(
                     [pa.DictionaryArray.from_arrays(c, mints) for c in ids.chunks], schema[0].type
@@ -296,7 +299,7 @@ class ParquetSource:
             if f"_raw_{field.name}" in table.column_names:
                 columns.append(_as_float64(table.column(f"_raw_{field.name}"), field.name, where))
             else:
-                columns.append(table.column(field.name).cast(field.type))
+                columns.append(_typed(table.column(field.name), field.type))
         return pa.table(columns, schema=schema)
 
     @contextlib.contextmanager
@@ -311,33 +314,45 @@ class ParquetSource:
 
 @dataclass
 class _Spill:
-    """The spill files of prepared requests: ``dir/<i>.arrow`` holds the rows of ``ranges[i]``."""
+    """The spill files of prepared requests: ``dir/<pass>/_request=<i>/*.ipc`` (Arrow IPC files,
+    as the engine's partitioned sink names them) hold the rows of ``ranges[i]``."""
 
     dir: Path
     ranges: list[pl.DataFrame | None]
     remove: weakref.finalize
 
-    def take(self, ranges: pl.DataFrame) -> Path | None:
-        """The file of the prepared request with these ranges; it is handed out once."""
+    def take(self, ranges: pl.DataFrame) -> list[Path] | None:
+        """The files of the prepared request with these ranges; they are handed out once."""
         for i, prepared in enumerate(self.ranges):
             if prepared is not None and prepared.height == ranges.height and prepared.equals(ranges):
                 self.ranges[i] = None
-                return self.dir / f"{i}.arrow"
+                return sorted(self.dir.glob(f"*/_request={i}/*.ipc"))
         return None
 
 
 def _request_mints(ranges: pl.DataFrame | None) -> pa.Array | None:
-    """The dictionary of a window request's ``mint``: its sorted distinct mints (position = id)."""
+    """The dictionary of a window request's ``mint``: its sorted distinct mints (position = id).
+
+    >>> m = _request_mints(pl.DataFrame({"mint": ["b", "a", "b"]}))
+    >>> m.to_pylist(), m.type
+    (['a', 'b'], DataType(string))
+    """
     if ranges is None:
         return None
-    return ranges["mint"].cast(pl.String).unique().sort().to_arrow().cast(pa.string())
+    mints = ranges["mint"].cast(pl.String).unique().sort().rechunk().to_arrow()
+    # 64-bit offsets to 32-bit by NumPy (already loaded with Polars): an Arrow cast would load
+    # pyarrow.compute, ~0.1 s of the run for this one small array
+    validity, offsets, data = mints.buffers()
+    wide = np.frombuffer(offsets, dtype=np.int64)[mints.offset : mints.offset + len(mints) + 1]
+    if len(mints) and wide[-1] >= 2**31:
+        return mints.cast(pa.string())  # > 2 GiB of mint text: leave it to Arrow
+    narrow = pa.py_buffer(wide.astype(np.int32))
+    return pa.Array.from_buffers(pa.string(), len(mints), [validity, narrow, data], mints.null_count)
 
 
-def _spill_part(rows: pa.Table, path: Path, writers: dict[Path, pa.ipc.RecordBatchStreamWriter]) -> None:
-    """Append ``rows`` to the spill file at ``path`` (opened on its first rows)."""
-    if path not in writers:
-        writers[path] = pa.ipc.new_stream(str(path), rows.schema)
-    writers[path].write_table(rows)
+def _typed(values: pa.ChunkedArray, to: pa.DataType) -> pa.ChunkedArray:
+    """``values`` as type ``to``, cast only when it differs (a cast loads pyarrow.compute)."""
+    return values if values.type == to else values.cast(to)
 
 
 def _hidden(path: Path, root: Path) -> bool:
