@@ -180,7 +180,8 @@ class ParquetSource:
                 for path in spilled:  # none: the group has no row
                     with pa.memory_map(str(path)) as source:
                         table = pa.ipc.open_file(source).read_all()
-                    yield from self._as_candles(table, mints).to_batches()
+                    # batch_rows at most, whatever batches the sink wrote: progress moves within a group
+                    yield from self._as_candles(table, mints).to_batches(max_chunksize=self.batch_rows)
             finally:
                 for path in spilled:
                     path.unlink(missing_ok=True)
