@@ -52,7 +52,7 @@ from .portable import PortableStore, portable_source
 from .progress import NoProgress, Progress
 from .signals import deferred
 from .sources import CANDLE_SCHEMA, CandleRequest, Source, open_source
-from .sources.base import Retry, SourceInfo, nothing_to_fetch, with_retries
+from .sources.base import Retry, SourceInfo, batch_lists, nothing_to_fetch, with_retries
 from .spec import Window, check_run_id
 from .transforms import (
     COVERAGE_COLUMNS,
@@ -668,7 +668,7 @@ def fetch_frame(
 
     def fetch_all() -> pl.DataFrame:
         frames: list[pl.DataFrame] = []
-        for chunk in _chunks(src.fetch(request), on_rows):
+        for chunk in batch_lists(_counted(src.fetch(request), on_rows)):
             frames.append(to_frame(chunk))
         if not frames:
             return to_frame([_no_candles()])
@@ -681,32 +681,14 @@ def fetch_frame(
     )
 
 
-#: Rows converted to a frame at once. A server sends small blocks after its join (~1,300 rows
-#: here); one conversion per block cost more than the fetch itself.
-CHUNK_ROWS = 128 * 1024
-
-
-def _chunks(
-    batches: Iterator[pa.RecordBatch], on_rows: Callable[[int], None] | None = None
-) -> Iterator[list[pa.RecordBatch]]:
-    """Consecutive batches in lists of about ``CHUNK_ROWS`` rows (the last may be shorter).
-
-    >>> b = pa.record_batch({"x": list(range(3))})
-    >>> [len(c) for c in _chunks(iter([b] * 5))], CHUNK_ROWS > 15
-    ([5], True)
-    """
-    pending: list[pa.RecordBatch] = []
-    rows = 0
+def _counted(
+    batches: Iterator[pa.RecordBatch], on_rows: Callable[[int], None] | None
+) -> Iterator[pa.RecordBatch]:
+    """``batches``, telling ``on_rows`` each one's row count as it arrives."""
     for batch in batches:
         if on_rows is not None:
             on_rows(batch.num_rows)
-        pending.append(batch)
-        rows += batch.num_rows
-        if rows >= CHUNK_ROWS:
-            yield pending
-            pending, rows = [], 0
-    if pending:
-        yield pending
+        yield batch
 
 
 def _no_candles() -> pa.RecordBatch:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypedDict, TypeVar
 
@@ -214,3 +214,52 @@ def from_numpy(values: np.ndarray) -> pa.Array:
     """
     values = np.ascontiguousarray(values)
     return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
+
+
+#: Rows worked on at once when a stream brings small batches (a server's blocks after its join
+#: hold ~1,300 rows: one conversion per block cost more than the fetch itself).
+CHUNK_ROWS = 128 * 1024
+
+
+def batch_lists(batches: Iterable[pa.RecordBatch], rows: int = CHUNK_ROWS) -> Iterator[list[pa.RecordBatch]]:
+    """Consecutive batches in lists of at least ``rows`` rows (the last may be shorter).
+
+    >>> b = pa.record_batch({"x": [1, 2]})
+    >>> [len(c) for c in batch_lists(iter([b] * 5), rows=4)]
+    [2, 2, 1]
+    """
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        pending.append(batch)
+        count += batch.num_rows
+        if count >= rows:
+            yield pending
+            pending, count = [], 0
+    if pending:
+        yield pending
+
+
+def shareable(requests: Sequence[CandleRequest]) -> bool:
+    """Whether one read can serve ``requests`` (a source's ``prepare``): several window
+    requests of one chain and interval."""
+    return (
+        len(requests) >= 2
+        and all(r.ranges is not None for r in requests)
+        and len({(r.chain, r.interval_s) for r in requests}) == 1
+    )
+
+
+def take_prepared(prepared: list[pl.DataFrame | None], ranges: pl.DataFrame) -> int | None:
+    """The position of the prepared request with these ``ranges``, now marked handed out
+    (each is handed out once), or None.
+
+    >>> keys = [pl.DataFrame({"k": [1]}), pl.DataFrame({"k": [2]})]
+    >>> take_prepared(keys, pl.DataFrame({"k": [2]})), take_prepared(keys, pl.DataFrame({"k": [2]}))
+    (1, None)
+    """
+    for i, key in enumerate(prepared):
+        if key is not None and (key is ranges or (key.height == ranges.height and key.equals(ranges))):
+            prepared[i] = None
+            return i
+    return None

@@ -21,7 +21,7 @@ from ..errors import InputError, RunError, one_line
 from ..lake import layout
 from ..spec import format_interval, parse_interval
 from ..transforms import OHLCV, mint_bucket, normalize_candles
-from .base import CANDLE_SCHEMA, HOLDINGS_SCHEMA, CandleRequest, SourceInfo
+from .base import CANDLE_SCHEMA, HOLDINGS_SCHEMA, CandleRequest, SourceInfo, shareable, take_prepared
 from .sql import DICT_CANDLE_SCHEMA, _as_float64
 
 _HIVE_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=")
@@ -199,11 +199,7 @@ class ParquetSource:
         and a group.
         """
         self._drop_spill()
-        if (
-            len(requests) < 2
-            or any(r.ranges is None for r in requests)
-            or len({(r.chain, r.interval_s) for r in requests}) != 1
-        ):
+        if not shareable(requests):
             return
         first = requests[0]
         ranges = [r.ranges for r in requests if r.ranges is not None]
@@ -324,11 +320,8 @@ class _Spill:
 
     def take(self, ranges: pl.DataFrame) -> list[Path] | None:
         """The files of the prepared request with these ranges; they are handed out once."""
-        for i, prepared in enumerate(self.ranges):
-            if prepared is not None and prepared.height == ranges.height and prepared.equals(ranges):
-                self.ranges[i] = None
-                return sorted(self.dir.glob(f"*/_request={i}/*.ipc"))
-        return None
+        i = take_prepared(self.ranges, ranges)
+        return None if i is None else sorted(self.dir.glob(f"*/_request={i}/*.ipc"))
 
 
 def _request_mints(ranges: pl.DataFrame | None) -> pa.Array | None:

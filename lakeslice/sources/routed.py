@@ -7,7 +7,7 @@ benchmarks/README.md). :class:`RoutedStream` runs the shared queries (one per *c
 consecutive requests) in a background thread on its own connection, splits what arrives by
 request into Arrow IPC files in a temporary directory, and hands each request its file once
 its chunk's query has ended. The server streams rows as it reads them (no sort), and memory
-holds one batch of ``CHUNK_ROWS`` at a time.
+holds one batch of ``CHUNK_ROWS`` rows at a time.
 
 At most about ``budget_rows`` spilled rows wait unread before the next chunk's query starts;
 the export's in-order group threads always read them (an executor running groups out of order
@@ -40,6 +40,7 @@ import polars as pl
 import pyarrow as pa
 
 from ..errors import RunError, one_line
+from .base import take_prepared
 
 log = logging.getLogger("lakeslice")
 
@@ -141,17 +142,10 @@ class RoutedStream:
         stream's, already taken, or its query failed before it was complete (the caller then
         asks for it on its own)."""
         with self._cond:
-            index = self._index(key)
+            index = take_prepared(self._keys, key)
             if index is None or (self._error is not None and not self._complete[index]):
                 return None
-            self._keys[index] = None
         return self._read(index)
-
-    def _index(self, key: pl.DataFrame) -> int | None:
-        for i, k in enumerate(self._keys):
-            if k is not None and (k is key or (k.height == key.height and k.equals(key))):
-                return i
-        return None
 
     def _read(self, index: int) -> Iterator[pa.RecordBatch]:
         with self._cond:

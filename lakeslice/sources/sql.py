@@ -28,7 +28,15 @@ import polars as pl
 import pyarrow as pa
 
 from lakeslice.errors import InputError, RunError
-from lakeslice.sources.base import CANDLE_SCHEMA, HOLDINGS_SCHEMA, QUANTBOT_COLUMNS, CandleRequest, from_numpy
+from lakeslice.sources.base import (
+    CANDLE_SCHEMA,
+    HOLDINGS_SCHEMA,
+    QUANTBOT_COLUMNS,
+    CandleRequest,
+    batch_lists,
+    from_numpy,
+    shareable,
+)
 from lakeslice.sources.routed import RoutedStream
 
 __all__ = [
@@ -310,27 +318,8 @@ def split_groups(
         yield indexes[g], to_candle_batch(rows.slice(lo, hi - lo), mints[g], has_ver, where=where)
 
 
-def coalesce(batches: Iterator[pa.RecordBatch], rows: int = 128 * 1024) -> Iterator[pa.RecordBatch]:
-    """Consecutive batches joined into batches of at least ``rows`` rows (the last may be
-    shorter): a server's blocks after a join hold ~1,300 rows, too few to work on one by one.
-
-    >>> b = pa.record_batch({"x": [1, 2]})
-    >>> [x.num_rows for x in coalesce(iter([b] * 5), rows=4)]
-    [4, 4, 2]
-    """
-    pending: list[pa.RecordBatch] = []
-    count = 0
-    for batch in batches:
-        pending.append(batch)
-        count += batch.num_rows
-        if count >= rows:
-            yield _joined(pending)
-            pending, count = [], 0
-    if pending:
-        yield _joined(pending)
-
-
 def _joined(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    """One batch of several (a server's ~1,300-row blocks are too few to split one by one)."""
     return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
 
 
@@ -447,12 +436,7 @@ class SqlCandleSource:
         prepared, or whose shared query failed before it ended, ask on their own.
         """
         self._drop_routed()
-        if (
-            not self.prefetch_rows
-            or len(requests) < 2
-            or any(r.ranges is None for r in requests)
-            or len({(r.chain, r.interval_s) for r in requests}) != 1
-        ):
+        if not self.prefetch_rows or not shareable(requests):
             return
         info = self.describe()
         reader = self._fork()
@@ -460,8 +444,8 @@ class SqlCandleSource:
 
         def stream(chunk: list[int]) -> Iterator[tuple[int, pa.RecordBatch]]:
             data, mints = grouped_request_data([requests[i] for i in chunk])
-            for batch in coalesce(reader._stream(sql, data)):
-                yield from split_groups(batch, chunk, mints, info.has_ver, where=self.where)
+            for batches in batch_lists(reader._stream(sql, data)):
+                yield from split_groups(_joined(batches), chunk, mints, info.has_ver, where=self.where)
 
         keys = [r.ranges for r in requests if r.ranges is not None]
         chunks = _chunk_requests(requests, self.prefetch_rows)
